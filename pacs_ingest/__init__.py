@@ -1,0 +1,1 @@
+"""The `pacs-ingest` command: the only code that composes receivers and workers."""

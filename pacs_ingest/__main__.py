@@ -1,0 +1,3 @@
+from pacs_ingest.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Receiver processes: accept associations, spool each object durably, enqueue, answer."""

@@ -1,0 +1,69 @@
+"""`pacs-ingest receive`: bind the port, fan out into receiver processes, request sweeps."""
+
+import socket
+import sys
+from pathlib import Path
+
+from receiver.options import Bind, ReceiverSettings
+from receiver.server import serve
+from receiver.sweeps import SweepScheduler
+from shared import log
+from shared.jobs import SweepJob
+from shared.processes import EXIT_CONFIG, ProcessGroup, StopSignal, stop_all, supervise
+from shared.queue import connect, ingest_queue
+from shared.spool import Spool
+
+_STOP_TIMEOUT_S = 13.0
+
+
+class BindError(OSError):
+    """Raised when the listening port cannot be opened (in use, no permission, bad address)."""
+
+
+def listen(bind: Bind) -> socket.socket:
+    try:
+        sock = socket.create_server((bind.host, bind.port), backlog=50)
+    except OSError as exc:
+        raise BindError(
+            f"Unable to start TCPListener on {bind.host or '*'}:{bind.port}: {exc.strerror or exc}"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _receiver_process(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
+    log.configure(settings.log_level, role="receiver")
+    try:
+        serve(settings, listen_socket)
+    except OSError as exc:
+        log.error("receiver.failed", error=str(exc))
+        sys.exit(EXIT_CONFIG)
+
+
+def start_receivers(settings: ReceiverSettings) -> tuple[ProcessGroup, SweepScheduler]:
+    """Bind, create the spool, start the receiver processes and the sweep requests."""
+    listen_socket = listen(settings.bind)
+    Spool(settings.spool_dir).create()
+    if not settings.ignore:
+        Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)
+    group = ProcessGroup(
+        "receiver", _receiver_process, (settings, listen_socket), settings.receivers
+    )
+    group.start()
+    sweeps = SweepScheduler(
+        ingest_queue(connect(settings.redis_url), settings.queue),
+        SweepJob(settings.spool_dir, settings.filing),
+        settings.sweep_interval,
+    )
+    sweeps.start()
+    return group, sweeps
+
+
+def receive(settings: ReceiverSettings) -> int:
+    stop = StopSignal().install()
+    group, sweeps = start_receivers(settings)
+    try:
+        return supervise([group], stop)
+    finally:
+        sweeps.stop()
+        stop_all([group], _STOP_TIMEOUT_S)

@@ -1,0 +1,199 @@
+"""The receiver's options, named as in dcm4che's storescp, and the settings they make."""
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from shared.jobs import Filing
+from shared.options import Option, dicom_int, non_negative, positive
+from shared.pattern import Pattern, PatternError
+
+DEFAULT_PORT_HINT = "-b [aet[@ip]:]port"
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Where to listen, and which Called AE title to require (None: any)."""
+
+    ae_title: str | None
+    host: str
+    port: int
+
+
+def parse_bind(text: str) -> Bind:
+    """`[aet[@ip]:]port` as dcm4che splits it: at the first `:`, then at the first `@`.
+
+    No AE title, or `*`, accepts any Called AE. An IP needs an AE title; `AE@:port` listens on
+    loopback only; without an IP we listen on every address.
+    """
+    head, colon, port_text = text.partition(":")
+    if not colon:
+        head, port_text = "", text
+    ae_title, at, host = head.partition("@")
+    if at and not ae_title:
+        raise argparse.ArgumentTypeError("AE title cannot be empty")
+    try:
+        port = dicom_int(port_text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid port in -b: {port_text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, not {port}")
+    if len(ae_title) > 16:
+        raise argparse.ArgumentTypeError(f"AE title is longer than 16 characters: {ae_title!r}")
+    if at and not host:
+        host = "127.0.0.1"
+    return Bind(ae_title=None if ae_title in ("", "*") else ae_title, host=host, port=port)
+
+
+def status_code(text: str) -> int:
+    value = dicom_int(text) & 0xFFFF
+    if value & 0xFF00 == 0xFF00:
+        # Deliberate difference: the reference then never completes the operation (§9 item 3).
+        raise argparse.ArgumentTypeError(
+            f"{text} is a Pending status; a C-STORE must end with a final status"
+        )
+    return value
+
+
+def filepath_pattern(text: str) -> str:
+    """A --filepath pattern, checked now so a bad one stops start-up rather than every store."""
+    try:
+        Pattern.parse(text)
+    except PatternError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+NETWORK = "network"
+STORAGE = "storage"
+PROCESSES = "processes"
+
+ROWS = (
+    Option(
+        ("-b", "--bind"),
+        "listen on port, require Called AE title aet, bind to ip",
+        NETWORK,
+        type=parse_bind,
+        metavar="[aet[@ip]:]port",
+        required=True,
+        env="PACS_INGEST_BIND",
+    ),
+    Option(
+        ("--accept",),
+        "accept only associations from these Calling AE titles",
+        NETWORK,
+        type=str,
+        kind="multi",
+        metavar="aet",
+    ),
+    Option(
+        ("--status",),
+        "status to return in every C-STORE-RSP that succeeded, e.g. B000H",
+        STORAGE,
+        type=status_code,
+        default=0,
+        metavar="code",
+    ),
+    Option(
+        ("--ignore",),
+        "do not store received objects; only answer with --status",
+        STORAGE,
+        kind="flag",
+    ),
+    Option(
+        ("--directory",),
+        "archive root: objects are filed below it",
+        STORAGE,
+        type=str,
+        default=".",
+        metavar="path",
+        env="PACS_INGEST_DIRECTORY",
+    ),
+    Option(
+        ("--filepath",),
+        "file path of each object below --directory, e.g. "
+        "'{00100020}/{0020000D}/{0020000E}/{00080018}.dcm'; default: the SOP Instance UID",
+        STORAGE,
+        type=filepath_pattern,
+        metavar="pattern",
+        env="PACS_INGEST_FILEPATH",
+    ),
+    Option(
+        ("--rename-retries",),
+        "extra attempts to move an object into the archive",
+        STORAGE,
+        type=non_negative(dicom_int),
+        default=3,
+        metavar="count",
+    ),
+    Option(
+        ("--rename-retry-jitter",),
+        "longest random pause between those attempts",
+        STORAGE,
+        type=non_negative(dicom_int),
+        default=50,
+        metavar="ms",
+    ),
+    Option(
+        ("--spool-dir",),
+        "durable staging area shared with the workers; objects wait in it until filed",
+        STORAGE,
+        type=str,
+        required=True,
+        metavar="path",
+        env="PACS_INGEST_SPOOL_DIR",
+    ),
+    Option(
+        ("--receivers",),
+        "receiver processes sharing the port",
+        PROCESSES,
+        type=positive(dicom_int),
+        default=1,
+        metavar="n",
+        env="PACS_INGEST_RECEIVERS",
+    ),
+    Option(
+        ("--sweep-interval",),
+        "seconds between recovery sweeps of the spool",
+        PROCESSES,
+        type=positive(dicom_int),
+        default=10,
+        metavar="s",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    bind: Bind
+    accept: tuple[str, ...]
+    status: int
+    ignore: bool
+    spool_dir: str
+    filing: Filing
+    receivers: int
+    sweep_interval: int
+    redis_url: str
+    queue: str
+    log_level: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ReceiverSettings":
+        return cls(
+            bind=args.bind,
+            accept=tuple(args.accept or ()),
+            status=args.status,
+            ignore=args.ignore,
+            spool_dir=os.path.abspath(args.spool_dir),
+            filing=Filing(
+                directory=os.path.abspath(args.directory),
+                filepath=args.filepath,
+                rename_retries=args.rename_retries,
+                rename_retry_jitter=args.rename_retry_jitter,
+            ),
+            receivers=args.receivers,
+            sweep_interval=args.sweep_interval,
+            redis_url=args.redis_url,
+            queue=args.queue,
+            log_level=args.log_level,
+        )

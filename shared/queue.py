@@ -1,0 +1,31 @@
+"""The Redis connection and the rq queue that receivers and workers share."""
+
+from redis import Redis
+from rq import Queue
+
+from shared.jobs import OrjsonSerializer
+
+DEFAULT_QUEUE = "pacs-ingest"
+
+# Short socket timeouts: a receiver waits on Redis before it answers a C-STORE, and must answer
+# within a DICOM peer's patience even when Redis is gone (the spool already holds the object).
+_SOCKET_TIMEOUT_S = 5.0
+
+
+def connect(url: str, *, blocking: bool = False) -> Redis:
+    """A client for `url` (redis://, rediss:// or unix://); connects lazily, on first use.
+
+    `blocking` clients (workers waiting on the queue) have no read timeout, since rq's blocking
+    pop waits for minutes; TCP keep-alive still notices a dead server.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=None if blocking else _SOCKET_TIMEOUT_S,
+        socket_connect_timeout=_SOCKET_TIMEOUT_S,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
+    return Queue(name, connection=connection, serializer=OrjsonSerializer)

@@ -1,0 +1,166 @@
+"""The spool: incoming/, ready/ and failed/, and the atomic, fsynced moves between them.
+
+An object's life in the spool:
+
+    incoming/<host>.<pid>/<name>.part   being received by one receiver process
+    ready/<name>.dcm                    durable and acknowledged; waiting to be filed
+    failed/<name>.dcm + <name>.json     could not be filed; the JSON says why
+
+Once an object is in ready/ it leaves only by being filed or quarantined, so ready/ is the truth
+about what still has to be done, whatever Redis says. Each receiver process writes into its own
+incoming/ subfolder, so the leftovers of a dead process can be told from a live one's work.
+"""
+
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+READY_SUFFIX = ".dcm"
+PART_SUFFIX = ".part"
+# Another host's incoming/ folder untouched this long belongs to a dead receiver.
+_FOREIGN_INCOMING_TTL_S = 3600.0
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory `path` (creations, renames, removals) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def new_name() -> str:
+    """A spool name unique across processes and hosts."""
+    return uuid.uuid4().hex
+
+
+class Spool:
+    """One spool directory; every path inside it is built here."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
+        self.incoming = self.root / "incoming"
+        self.ready = self.root / "ready"
+        self.failed = self.root / "failed"
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def create(self) -> None:
+        for folder in (self.incoming, self.ready, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def process_incoming(self) -> Path:
+        """This process's own incoming/ folder, created on first use."""
+        folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def part_path(self, name: str) -> Path:
+        return self.process_incoming() / (name + PART_SUFFIX)
+
+    def ready_path(self, name: str) -> Path:
+        return self.ready / (name + READY_SUFFIX)
+
+    def make_ready(self, name: str) -> Path:
+        """Move a complete, fsynced part file into ready/.
+
+        The caller must fsync ready/ (see `sync_ready`) before it tells anyone the object is
+        stored; it is separate so that concurrent stores can share one directory flush.
+        """
+        target = self.ready_path(name)
+        os.rename(self.part_path(name), target)
+        return target
+
+    def sync_ready(self) -> None:
+        fsync_dir(self.ready)
+
+    # -- filing ------------------------------------------------------------------------------
+
+    def ready_names(self) -> Iterator[tuple[str, float]]:
+        """(name, mtime) of every object waiting in ready/."""
+        with os.scandir(self.ready) as entries:
+            for entry in entries:
+                if entry.name.endswith(READY_SUFFIX):
+                    try:
+                        mtime = entry.stat().st_mtime
+                    except FileNotFoundError:  # filed while we looked
+                        continue
+                    yield entry.name[: -len(READY_SUFFIX)], mtime
+
+    def failed_path(self, name: str) -> Path:
+        return self.failed / (name + READY_SUFFIX)
+
+    def quarantine(self, name: str, reason: dict[str, Any]) -> Path:
+        """Move ready/<name> to failed/ with a JSON file beside it that says why.
+
+        The reason is written first, so a crash in between leaves the object in ready/ (to be
+        tried again) rather than an unexplained object in failed/.
+        """
+        self.failed.mkdir(parents=True, exist_ok=True)
+        reason_path = self.failed / (name + ".json")
+        scratch = reason_path.with_suffix(".json.tmp")
+        with open(scratch, "wb") as f:
+            f.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(scratch, reason_path)
+        target = self.failed_path(name)
+        os.rename(self.ready_path(name), target)
+        fsync_dir(self.failed)
+        return target
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def remove_dead_incoming(self, *, now: float, alive: "set[int] | None" = None) -> list[Path]:
+        """Remove the incoming/ folders of receiver processes that no longer run.
+
+        On this host a folder is dead when its process is; another host's folder when nothing in
+        it changed for an hour. `alive` (pids) is for tests; by default the process table decides.
+        """
+        host = socket.gethostname()
+        removed = []
+        for folder in self.incoming.iterdir():
+            folder_host, _, pid = folder.name.rpartition(".")
+            if folder_host == host and pid.isdigit():
+                dead = not _pid_alive(int(pid)) if alive is None else int(pid) not in alive
+            else:
+                dead = now - _newest_mtime(folder) > _FOREIGN_INCOMING_TTL_S
+            if dead:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _newest_mtime(folder: Path) -> float:
+    newest = folder.stat().st_mtime
+    for entry in os.scandir(folder):
+        try:
+            newest = max(newest, entry.stat().st_mtime)
+        except FileNotFoundError:
+            continue
+    return newest
+
+
+def age(mtime: float, now: float | None = None) -> float:
+    return (time.time() if now is None else now) - mtime

@@ -1,0 +1,247 @@
+"""Real peers and a real pipeline for the tests: processes, DICOM senders, the pydicom corpus."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom import dcmread
+from pynetdicom import AE, _config
+from pynetdicom.presentation import build_context
+
+# DICOMDIR files describe media; they are not objects a modality sends.
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+CORPUS_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def archive_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+@dataclass
+class Command:
+    """A `pacs-ingest` command running as a child process, stopped with SIGTERM at the end."""
+
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def start(self) -> "Command":
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child until it exits
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pacs_ingest", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the command and every child it started."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    def accepting() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(accepting, timeout, f"port {port}")
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str  # from the file meta: what senders use as Affected SOP Instance UID
+    dataset_sop_instance_uid: str
+    transfer_syntax_uid: str
+
+
+def corpus() -> list[CorpusFile]:
+    """Every file of pydicom's test corpus that is a valid Part 10 file with a complete meta."""
+    found = []
+    for path in sorted(p for p in CORPUS_DIR.rglob("*") if p.is_file()):
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+        except Exception:
+            continue
+        meta = ds.file_meta
+        uids = [
+            meta.get("MediaStorageSOPClassUID"),
+            meta.get("MediaStorageSOPInstanceUID"),
+            meta.get("TransferSyntaxUID"),
+        ]
+        if all(uids) and uids[0] != MEDIA_STORAGE_DIRECTORY:
+            found.append(
+                CorpusFile(
+                    path,
+                    str(uids[0]),
+                    str(uids[1]),
+                    str(ds.get("SOPInstanceUID", "")),
+                    str(uids[2]),
+                )
+            )
+    return found
+
+
+def rounds(files: Iterable[CorpusFile]) -> list[list[CorpusFile]]:
+    """Split files so that no SOP Instance UID (meta or data set) occurs twice in a round.
+
+    Objects are filed under their UID, and the corpus holds one image in several encodings.
+    """
+    result: list[list[CorpusFile]] = []
+    used: list[set[str]] = []
+    for item in files:
+        keys = {item.sop_instance_uid, item.dataset_sop_instance_uid} - {""}
+        for index, taken in enumerate(used):
+            if not keys & taken:
+                result[index].append(item)
+                taken.update(keys)
+                break
+        else:
+            result.append([item])
+            used.append(set(keys))
+    return result
+
+
+def pynetdicom_send(files: Sequence[CorpusFile], port: int, ae_title: str) -> dict[Path, int]:
+    """Send each file's data set bytes as they are (chunked send); status per file."""
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    statuses: dict[Path, int] = {}
+    by_context: dict[tuple[str, str], list[CorpusFile]] = defaultdict(list)
+    for item in files:
+        by_context[(item.sop_class_uid, item.transfer_syntax_uid)].append(item)
+    contexts = list(by_context)
+    for start in range(0, len(contexts), 100):
+        chunk = contexts[start : start + 100]
+        ae = AE(ae_title="PYNETDICOM")
+        ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in chunk]
+        assoc = ae.associate("127.0.0.1", port, ae_title=ae_title)
+        assert assoc.is_established, "association rejected"
+        try:
+            for key in chunk:
+                for item in by_context[key]:
+                    rsp = assoc.send_c_store(item.path)
+                    statuses[item.path] = int(rsp.Status) if "Status" in rsp else -1
+        finally:
+            assoc.release()
+    return statuses
+
+
+def storescu_config(files: Sequence[CorpusFile], path: Path) -> Path:
+    """A DCMTK storescu -xf file proposing each file's own SOP class and transfer syntax."""
+    pairs = sorted({(f.sop_class_uid, f.transfer_syntax_uid) for f in files})
+    assert len(pairs) <= 128, "storescu proposes at most 128 presentation contexts"
+    lines = ["[[TransferSyntaxes]]"]
+    syntaxes = sorted({ts for _, ts in pairs})
+    for index, ts in enumerate(syntaxes):
+        lines += [f"[TS{index}]", f"TransferSyntax1 = {ts}"]
+    lines += ["[[PresentationContexts]]", "[Corpus]"]
+    for index, (sop, ts) in enumerate(pairs, start=1):
+        lines.append(f"PresentationContext{index} = {sop}\\TS{syntaxes.index(ts)}")
+    lines += ["[[Profiles]]", "[Corpus]", "PresentationContexts = Corpus"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class StorescuRun:
+    """What DCMTK storescu -v reported, per corpus file."""
+
+    succeeded: list[CorpusFile]
+    unreadable: list[CorpusFile]  # storescu could not parse the file, so never sent it
+    other: list[CorpusFile]  # sent, but not answered with Success
+    output: str
+
+
+def storescu_send(
+    files: Sequence[CorpusFile], port: int, ae_title: str, workdir: Path, extra: Sequence[str] = ()
+) -> StorescuRun:
+    """DCMTK storescu +sd +r -nh over a folder of links to `files`, with their own syntaxes."""
+    folder = workdir / f"send-{time.monotonic_ns()}"
+    folder.mkdir()
+    by_link: dict[str, CorpusFile] = {}
+    for index, item in enumerate(files):
+        link = folder / f"{index:04d}.dcm"
+        link.symlink_to(item.path)
+        by_link[str(link)] = item
+    config = storescu_config(files, workdir / f"{folder.name}.cfg")
+    result = subprocess.run(
+        [
+            "storescu",
+            "-v",
+            "-aec",
+            ae_title,
+            "+sd",
+            "+r",
+            "-nh",
+            "-xf",
+            str(config),
+            "Corpus",
+            *extra,
+            "127.0.0.1",
+            str(port),
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    output = result.stdout + result.stderr
+    succeeded, unreadable = [], []
+    current = None
+    for line in output.splitlines():
+        if line.startswith("I: Sending file: "):
+            current = by_link[line.removeprefix("I: Sending file: ")]
+        elif line.startswith("I: Received Store Response (Success)") and current is not None:
+            succeeded.append(current)
+            current = None
+        elif line.startswith(("E: No SOP Class or Instance UID in file: ", "E: Bad DICOM file: ")):
+            link = line.split("file: ", 1)[1].split(":", 1)[0]
+            unreadable.append(by_link[link])
+    other = [f for f in files if f not in succeeded and f not in unreadable]
+    return StorescuRun(succeeded, unreadable, other, output)

@@ -1,0 +1,1 @@
+"""Worker processes: read each spooled object's header, render its path, file it atomically."""

@@ -1,0 +1,92 @@
+"""The recovery sweep: enqueue again every object in ready/ that no live job covers.
+
+ready/ is the truth about unfinished work; Redis only says who is on it. An object needs a new
+job when nothing tracks it (stored while Redis was away, or Redis lost its data) or when the job
+tracking it is over or dead (finished or failed without filing it, or started by a worker whose
+lease expired). Objects younger than a few seconds are left alone: their receiver may not have
+enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died.
+"""
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from rq import Queue, get_current_job
+
+from shared import log
+from shared.jobs import Filing, IngestJob, SweepJob, enqueue_ingest, lease_key, tracked_key
+from shared.queue import ingest_queue
+from shared.spool import Spool
+
+# An object untracked for this long after its last write was not going to be enqueued by its
+# receiver any more (the receiver enqueues right after the write, or failed to).
+UNTRACKED_GRACE_S = 10.0
+BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    ready: int
+    requeued: int
+    forgotten: int  # tracking entries of objects no longer in ready/
+    removed_incoming: int
+
+
+def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
+    """The ids among `job_ids` of jobs that wait in the queue or run under a live lease.
+
+    A job's rq status is no proof: a worker killed right after popping a job leaves it
+    "queued" but in no queue.
+    """
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    connection = rq_queue.connection
+    waiting = {job_id.decode() for job_id in connection.lrange(rq_queue.key, 0, -1)}
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(lease_key(job_id))
+        leased = pipe.execute()
+    return {job_id for job_id, lease in zip(ids, leased, strict=True) if job_id in waiting or lease}
+
+
+def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> SweepResult:
+    """One sweep of `spool`; `now` is a time.time() reading."""
+    connection = rq_queue.connection
+    removed = spool.remove_dead_incoming(now=now)
+    # Read the tracking before listing ready/: an entry whose object is then missing from ready/
+    # really has left it (objects only enter ready/ before they are tracked).
+    tracked = {
+        k.decode(): v.decode() for k, v in connection.hgetall(tracked_key(str(spool))).items()
+    }
+    ready = dict(spool.ready_names())
+    forgotten = [name for name in tracked if name not in ready]
+    if forgotten:
+        connection.hdel(tracked_key(str(spool)), *forgotten)
+    live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
+    orphans = [
+        name
+        for name, mtime in sorted(ready.items(), key=lambda item: item[1])
+        if (name in tracked and tracked[name] not in live)
+        or (name not in tracked and now - mtime > UNTRACKED_GRACE_S)
+    ]
+    for start in range(0, len(orphans), BATCH):
+        enqueue_ingest(
+            rq_queue, IngestJob(str(spool), tuple(orphans[start : start + BATCH]), filing)
+        )
+    result = SweepResult(len(ready), len(orphans), len(forgotten), len(removed))
+    if orphans or forgotten or removed:
+        log.event("sweep.done", spool=str(spool), **asdict(result))
+    return result
+
+
+def sweep_job(payload: dict) -> None:
+    """rq entry point (shared.jobs.SWEEP_FUNCTION)."""
+    job = SweepJob.decode(payload)
+    rq_job = get_current_job()
+    sweep(
+        Spool(job.spool),
+        job.filing,
+        ingest_queue(rq_job.connection, rq_job.origin),
+        now=time.time(),
+    )
