@@ -100,30 +100,29 @@ class CorpusFile:
     transfer_syntax_uid: str
 
 
+def corpus_file(path: Path) -> CorpusFile:
+    ds = dcmread(path, stop_before_pixels=True)
+    meta = ds.file_meta
+    return CorpusFile(
+        path,
+        str(meta.get("MediaStorageSOPClassUID", "")),
+        str(meta.get("MediaStorageSOPInstanceUID", "")),
+        str(ds.get("SOPInstanceUID", "")),
+        str(meta.get("TransferSyntaxUID", "")),
+    )
+
+
 def corpus() -> list[CorpusFile]:
     """Every file of pydicom's test corpus that is a valid Part 10 file with a complete meta."""
     found = []
     for path in sorted(p for p in CORPUS_DIR.rglob("*") if p.is_file()):
         try:
-            ds = dcmread(path, stop_before_pixels=True)
+            item = corpus_file(path)
         except Exception:
             continue
-        meta = ds.file_meta
-        uids = [
-            meta.get("MediaStorageSOPClassUID"),
-            meta.get("MediaStorageSOPInstanceUID"),
-            meta.get("TransferSyntaxUID"),
-        ]
-        if all(uids) and uids[0] != MEDIA_STORAGE_DIRECTORY:
-            found.append(
-                CorpusFile(
-                    path,
-                    str(uids[0]),
-                    str(uids[1]),
-                    str(ds.get("SOPInstanceUID", "")),
-                    str(uids[2]),
-                )
-            )
+        uids = (item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax_uid)
+        if all(uids) and item.sop_class_uid != MEDIA_STORAGE_DIRECTORY:
+            found.append(item)
     return found
 
 

@@ -1,0 +1,89 @@
+"""Moving an object into the archive: replace, retry with jittered pauses, give up cleanly."""
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from shared.jobs import Filing
+from workers.place import SourceGone, place, retry_pause
+
+
+def _filing(root: Path, retries: int = 3, jitter: int = 50) -> Filing:
+    return Filing(
+        directory=str(root), filepath=None, rename_retries=retries, rename_retry_jitter=jitter
+    )
+
+
+def test_an_object_moves_into_new_folders_and_replaces_an_older_copy(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    root.mkdir()
+    target = root / "a" / "b" / "object.dcm"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"old")
+    source = tmp_path / "ready.dcm"
+    source.write_bytes(b"new")
+    assert place(source, target, _filing(root), rng=random.Random(1)) == 1
+    assert target.read_bytes() == b"new"
+    assert not source.exists()
+
+
+def test_a_blocked_target_is_retried_with_bounded_pauses_then_fails(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    (root / "object.dcm" / "occupied").mkdir(parents=True)  # a non-empty directory in the way
+    source = tmp_path / "ready.dcm"
+    source.write_bytes(b"data")
+    pauses: list[float] = []
+    with pytest.raises(OSError):
+        place(
+            source,
+            root / "object.dcm",
+            _filing(root, retries=3, jitter=50),
+            rng=random.Random(1),
+            sleep=pauses.append,
+        )
+    assert len(pauses) == 3
+    assert all(0 <= pause < 0.050 for pause in pauses)
+    assert source.read_bytes() == b"data"
+
+
+def test_no_retries_means_one_attempt(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    (root / "x" / "y").mkdir(parents=True)
+    source = tmp_path / "ready.dcm"
+    source.write_bytes(b"data")
+    pauses: list[float] = []
+    with pytest.raises(OSError):
+        place(
+            source, root / "x", _filing(root, retries=0), rng=random.Random(), sleep=pauses.append
+        )
+    assert pauses == []
+
+
+def test_a_missing_source_means_someone_else_filed_it(tmp_path: Path) -> None:
+    with pytest.raises(SourceGone):
+        place(tmp_path / "gone.dcm", tmp_path / "t.dcm", _filing(tmp_path), rng=random.Random())
+
+
+def test_jitter_is_whole_milliseconds_below_the_bound() -> None:
+    rng = random.Random(3)
+    pauses = {retry_pause(rng, 5) for _ in range(1000)}
+    assert pauses == {0.0, 0.001, 0.002, 0.003, 0.004}
+    assert retry_pause(rng, 0) == 0.0
+
+
+def test_across_file_systems_the_object_is_copied_then_the_spool_copy_removed(
+    tmp_path: Path,
+) -> None:
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        source = Path(other, "ready.dcm")
+        source.write_bytes(b"x" * 100_000)
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev, "needs two file systems"
+        target = tmp_path / "archive" / "p" / "object.dcm"
+        (tmp_path / "archive").mkdir()
+        place(source, target, _filing(tmp_path / "archive"), rng=random.Random())
+        assert target.read_bytes() == b"x" * 100_000
+        assert not source.exists()
+        assert [p.name for p in target.parent.iterdir()] == ["object.dcm"]
