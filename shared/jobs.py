@@ -124,9 +124,9 @@ def tracked_key(spool: str) -> str:
     return f"pacs-ingest:tracked:{spool}"
 
 
-def lease_key(job_id: str) -> str:
-    """Exists while a worker is alive and running job `job_id`."""
-    return f"pacs-ingest:lease:{job_id}"
+def worker_lease_key(worker_name: str) -> str:
+    """Exists while the rq worker process `worker_name` is alive (see workers.lease)."""
+    return f"pacs-ingest:worker:{worker_name}"
 
 
 def enqueue_ingest(queue: Queue, job: IngestJob, pipeline: Pipeline | None = None) -> Job:

@@ -19,11 +19,17 @@ from rq import get_current_job
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
 from shared.pattern import Pattern, PatternError
+from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
+from workers.backlog import take_waiting
 from workers.header import HeaderError, read_header
-from workers.lease import held_lease
 from workers.place import TRANSIENT_ERRNOS, SourceGone, place
+
+# A running job takes up to this many waiting jobs at a time, for this many rounds, before it
+# returns to rq (which then checks for a stop request and records the job).
+_BACKLOG_JOBS_PER_ROUND = 32
+_BACKLOG_ROUNDS = 8
 
 
 class StorageUnavailable(OSError):
@@ -95,19 +101,30 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     return Filed(name, target, "filed")
 
 
-def ingest_job(payload: dict[str, Any]) -> None:
-    """rq entry point (shared.jobs.INGEST_FUNCTION)."""
-    job = IngestJob.decode(payload)
-    rq_job = get_current_job()
-    connection: Redis = rq_job.connection
+def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
     spool = Spool(job.spool)
-    rng = random.Random()
     done: list[str] = []
     try:
-        with held_lease(connection, rq_job.id):
-            for name in job.names:
-                file_object(spool, name, job.filing, rng)
-                done.append(name)
+        for name in job.names:
+            file_object(spool, name, job.filing, rng)
+            done.append(name)
     finally:
         if done:
             connection.hdel(tracked_key(job.spool), *done)
+
+
+def ingest_job(payload: dict[str, Any]) -> None:
+    """rq entry point (shared.jobs.INGEST_FUNCTION): file this job's objects, then those of
+    waiting jobs (see workers.backlog) until the queue is empty or enough rounds have run."""
+    rq_job = get_current_job()
+    rq_queue = ingest_queue(rq_job.connection, rq_job.origin)
+    rng = random.Random()
+    pending = [IngestJob.decode(payload)]
+    for _ in range(_BACKLOG_ROUNDS):
+        for job in pending:
+            _file_all(job, rq_job.connection, rng)
+        pending = take_waiting(rq_queue, rq_job.id, _BACKLOG_JOBS_PER_ROUND)
+        if not pending:
+            return
+    for job in pending:
+        _file_all(job, rq_job.connection, rng)

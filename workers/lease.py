@@ -1,44 +1,47 @@
-"""A job's lease: a Redis key that lives while a live worker runs the job.
+"""A worker process's lease: a Redis key that exists while the process is alive.
 
-rq notices a killed worker only after minutes; the recovery sweep must know within seconds which
-started jobs are dead. A thread refreshes the key while the job runs; SIGKILL stops the thread, the
-key expires, and the sweep re-enqueues what the job had not filed yet.
+rq notices a killed worker only after minutes; the recovery sweep must know within seconds whether
+a started job still has someone working on it. Each worker process refreshes its key from a
+thread; SIGKILL stops the thread, the key expires, and the sweep re-enqueues what that worker's
+job had not filed yet.
 """
 
 import contextlib
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from shared import log
-from shared.jobs import lease_key
+from shared.jobs import worker_lease_key
 
 LEASE_TTL_S = 15
 _RENEW_EVERY_S = 5
 
 
-@contextmanager
-def held_lease(connection: Redis, job_id: str) -> Iterator[None]:
-    key = lease_key(job_id)
-    done = threading.Event()
+class WorkerLease:
+    def __init__(self, connection: Redis, worker_name: str) -> None:
+        self._connection = connection
+        self._key = worker_lease_key(worker_name)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
 
-    def renew() -> None:
-        while not done.wait(_RENEW_EVERY_S):
-            try:
-                connection.set(key, 1, ex=LEASE_TTL_S)
-            except RedisError as exc:
-                log.warning("lease.renew_failed", job=job_id, error=str(exc))
+    def start(self) -> None:
+        self._renew()
+        self._thread.start()
 
-    connection.set(key, 1, ex=LEASE_TTL_S)
-    renewer = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        done.set()
-        renewer.join()
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
         with contextlib.suppress(RedisError):  # else it expires on its own
-            connection.delete(key)
+            self._connection.delete(self._key)
+
+    def _renew(self) -> None:
+        try:
+            self._connection.set(self._key, 1, ex=LEASE_TTL_S)
+        except RedisError as exc:
+            log.warning("lease.renew_failed", key=self._key, error=str(exc))
+
+    def _run(self) -> None:
+        while not self._stop.wait(_RENEW_EVERY_S):
+            self._renew()

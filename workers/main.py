@@ -15,6 +15,7 @@ from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
 from shared.options import Option, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
+from workers.lease import WorkerLease
 
 _STOP_TIMEOUT_S = 13.0
 
@@ -55,7 +56,12 @@ def _worker_process(settings: WorkerSettings) -> None:
         connection=connection,
         serializer=OrjsonSerializer,
     )
-    worker.work(burst=settings.burst, logging_level="WARNING", with_scheduler=False)
+    lease = WorkerLease(connection, worker.name)
+    lease.start()
+    try:
+        worker.work(burst=settings.burst, logging_level="WARNING", with_scheduler=False)
+    finally:
+        lease.stop()
 
 
 def request_known_sweeps(redis_url: str, queue: str) -> None:

@@ -12,9 +12,17 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from rq import Queue, get_current_job
+from rq.job import Job
 
 from shared import log
-from shared.jobs import Filing, IngestJob, SweepJob, enqueue_ingest, lease_key, tracked_key
+from shared.jobs import (
+    Filing,
+    IngestJob,
+    SweepJob,
+    enqueue_ingest,
+    tracked_key,
+    worker_lease_key,
+)
 from shared.queue import ingest_queue
 from shared.spool import Spool
 
@@ -33,21 +41,29 @@ class SweepResult:
 
 
 def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
-    """The ids among `job_ids` of jobs that wait in the queue or run under a live lease.
+    """The ids among `job_ids` of jobs that wait in the queue, or run on a live worker.
 
-    A job's rq status is no proof: a worker killed right after popping a job leaves it
-    "queued" but in no queue.
+    A job's rq status alone is no proof: a worker killed right after popping a job leaves it
+    "queued" but in no queue, and one killed while running leaves it "started" for minutes.
     """
-    ids = list(job_ids)
-    if not ids:
-        return set()
     connection = rq_queue.connection
     waiting = {job_id.decode() for job_id in connection.lrange(rq_queue.key, 0, -1)}
+    running = [job_id for job_id in job_ids if job_id not in waiting]
     with connection.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.exists(lease_key(job_id))
-        leased = pipe.execute()
-    return {job_id for job_id, lease in zip(ids, leased, strict=True) if job_id in waiting or lease}
+        for job_id in running:
+            pipe.hmget(Job.key_for(job_id), "status", "worker_name")
+        states = pipe.execute()
+    with connection.pipeline(transaction=False) as pipe:
+        for status, worker in states:
+            pipe.exists(
+                worker_lease_key(worker.decode())
+                if status == b"started" and worker
+                else "pacs-ingest:no-such-key"
+            )
+        alive = pipe.execute()
+    return waiting.intersection(job_ids) | {
+        job_id for job_id, live in zip(running, alive, strict=True) if live
+    }
 
 
 def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> SweepResult:
