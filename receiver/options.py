@@ -144,6 +144,13 @@ ROWS = (
         env="PACS_INGEST_SPOOL_DIR",
     ),
     Option(
+        ("--require-queue",),
+        "answer 0xA700 instead of Success while the job cannot be enqueued (the object is "
+        "spooled and filed later either way)",
+        STORAGE,
+        kind="flag",
+    ),
+    Option(
         ("--receivers",),
         "receiver processes sharing the port",
         PROCESSES,
@@ -169,6 +176,7 @@ class ReceiverSettings:
     accept: tuple[str, ...]
     status: int
     ignore: bool
+    require_queue: bool
     spool_dir: str
     filing: Filing
     receivers: int
@@ -184,6 +192,7 @@ class ReceiverSettings:
             accept=tuple(args.accept or ()),
             status=args.status,
             ignore=args.ignore,
+            require_queue=args.require_queue,
             spool_dir=os.path.abspath(args.spool_dir),
             filing=Filing(
                 directory=os.path.abspath(args.directory),

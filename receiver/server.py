@@ -6,7 +6,6 @@ accepts on that same socket; whichever process is least busy picks up the next a
 
 import socket
 import socketserver
-import tempfile
 import threading
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from receiver.commit import Committer
 from receiver.options import ReceiverSettings
+from receiver.spool_file import SpoolFiles
 from receiver.store import StoreHandler, StorePolicy
 from shared import log
 from shared.processes import StopSignal
@@ -77,19 +77,6 @@ class ReceiverServer(ThreadedAssociationServer):
         return client, address
 
 
-def _discard_partial_dataset(event: Event) -> None:
-    """Remove the chunked temp file of a C-STORE the peer never finished (abort, lost link).
-
-    pynetdicom deletes it only after a complete C-STORE; otherwise it would stay forever.
-    """
-    message = event.assoc.dimse.message
-    data_file = getattr(message, "_data_set_file", None)
-    if data_file is not None:
-        data_file.close()
-        message._data_set_path.unlink(missing_ok=True)
-        log.warning("store.incomplete", peer=event.assoc.requestor.address)
-
-
 def build_ae(settings: ReceiverSettings) -> AE:
     ae = AE(ae_title=settings.bind.ae_title or "PACS-INGEST")
     ae.require_called_aet = settings.bind.ae_title is not None
@@ -115,13 +102,22 @@ def serve(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
 
     spool = Spool(settings.spool_dir)
     spool.create()
-    # pynetdicom's chunked temp files follow tempfile's directory: keep them on the spool's file
-    # system, in this process's own folder, so they can be moved and their leftovers found.
-    tempfile.tempdir = str(spool.process_incoming())
+    files = SpoolFiles(spool)
+    files.install()
     committer = Committer(
         spool, ingest_queue(connect(settings.redis_url), settings.queue), settings.filing
     )
-    store = StoreHandler(spool, committer, StorePolicy(settings.status, settings.ignore))
+    store = StoreHandler(
+        spool,
+        files,
+        committer,
+        StorePolicy(settings.status, settings.ignore, settings.require_queue),
+    )
+
+    def discard_unfinished(event: Event) -> None:
+        if count := files.discard_unfinished(event.assoc):
+            log.warning("store.incomplete", objects=count, peer=event.assoc.requestor.address)
+
     busy: set[Association] = set()
 
     def handle_store(event: Event) -> Any:
@@ -136,7 +132,7 @@ def serve(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
         (settings.bind.host, settings.bind.port),
         evt_handlers=[
             (evt.EVT_C_STORE, handle_store),
-            (evt.EVT_CONN_CLOSE, _discard_partial_dataset),
+            (evt.EVT_CONN_CLOSE, discard_unfinished),
         ],
         server_class=ReceiverServer,
         listen_socket=listen_socket,

@@ -97,12 +97,20 @@ def read_file_meta(fp: BinaryIO) -> FileMeta:
     """Parse the header of an open Part 10 file, leaving `fp` at the start of the data set."""
     head = fp.read(144)
     start = dataset_offset(head)
-    meta = fp.read(start - 144)
-    if len(meta) != start - 144:
+    return parse_file_meta(head + fp.read(start - 144))
+
+
+def parse_file_meta(header: bytes) -> FileMeta:
+    """Parse a whole header: preamble, "DICM" and the complete group 0002."""
+    start = dataset_offset(header[:144])
+    if len(header) < start:
         raise FileMetaError("file meta group is truncated")
+    meta = header[144:start]
     values: dict[int, bytes] = {}
     pos = 0
     while pos < len(meta):
+        if pos + 8 > len(meta):
+            raise FileMetaError("file meta group is truncated")
         group, element = struct.unpack_from("<HH", meta, pos)
         vr = meta[pos + 4 : pos + 6]
         if vr in _LONG_VRS:

@@ -50,6 +50,7 @@ class Spool:
         self.incoming = self.root / "incoming"
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
+        self._process_incoming: tuple[int, Path] | None = None
 
     def __str__(self) -> str:
         return str(self.root)
@@ -62,9 +63,11 @@ class Spool:
 
     def process_incoming(self) -> Path:
         """This process's own incoming/ folder, created on first use."""
-        folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        if self._process_incoming is None or self._process_incoming[0] != os.getpid():
+            folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._process_incoming = (os.getpid(), folder)
+        return self._process_incoming[1]
 
     def part_path(self, name: str) -> Path:
         return self.process_incoming() / (name + PART_SUFFIX)
