@@ -4,7 +4,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from shared.jobs import Filing
+from shared.jobs import DUPLICATE_POLICIES, Filing
 from shared.options import Option, dicom_int, non_negative, positive
 from shared.pattern import Pattern, PatternError
 
@@ -61,6 +61,14 @@ def filepath_pattern(text: str) -> str:
         Pattern.parse(text)
     except PatternError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def duplicates_policy(text: str) -> str:
+    if text not in DUPLICATE_POLICIES:
+        raise argparse.ArgumentTypeError(
+            f"invalid --duplicates {text!r}: choose from {', '.join(DUPLICATE_POLICIES)}"
+        )
     return text
 
 
@@ -135,6 +143,16 @@ ROWS = (
         metavar="ms",
     ),
     Option(
+        ("--duplicates",),
+        "when an object's path is taken: overwrite, keep-existing, keep-both (new one gets "
+        "~digest in its name) or quarantine-if-different (identical: dropped)",
+        STORAGE,
+        type=duplicates_policy,
+        default="overwrite",
+        metavar="policy",
+        env="PACS_INGEST_DUPLICATES",
+    ),
+    Option(
         ("--spool-dir",),
         "durable staging area shared with the workers; objects wait in it until filed",
         STORAGE,
@@ -199,6 +217,7 @@ class ReceiverSettings:
                 filepath=args.filepath,
                 rename_retries=args.rename_retries,
                 rename_retry_jitter=args.rename_retry_jitter,
+                duplicates=args.duplicates,
             ),
             receivers=args.receivers,
             sweep_interval=args.sweep_interval,

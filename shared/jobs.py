@@ -46,6 +46,10 @@ class OrjsonSerializer:
         return orjson.loads(data)
 
 
+# --duplicates, applied by workers.duplicates; the first is the reference's behaviour.
+DUPLICATE_POLICIES = ("overwrite", "keep-existing", "keep-both", "quarantine-if-different")
+
+
 @dataclass(frozen=True, slots=True)
 class Filing:
     """Where and how a spool's objects are filed; named after dcm4che's options."""
@@ -54,6 +58,7 @@ class Filing:
     filepath: str | None
     rename_retries: int
     rename_retry_jitter: int  # milliseconds
+    duplicates: str = "overwrite"  # see workers.duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ def decode_filing(payload: Any) -> Filing:
         filepath=None if filepath is None else str(filepath),
         rename_retries=int(payload["rename_retries"]),
         rename_retry_jitter=int(payload["rename_retry_jitter"]),
+        duplicates=str(payload.get("duplicates", "overwrite")),
     )
 
 

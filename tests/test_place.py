@@ -25,7 +25,7 @@ def test_an_object_moves_into_new_folders_and_replaces_an_older_copy(tmp_path: P
     target.write_bytes(b"old")
     source = tmp_path / "ready.dcm"
     source.write_bytes(b"new")
-    assert place(source, target, _filing(root), rng=random.Random(1)) == 1
+    assert place(source, target, _filing(root), rng=random.Random(1)).attempts == 1
     assert target.read_bytes() == b"new"
     assert not source.exists()
 

@@ -23,8 +23,9 @@ from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
 from workers.backlog import take_waiting
+from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, read_header
-from workers.place import TRANSIENT_ERRNOS, SourceGone, place
+from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
 
 # A running job takes up to this many waiting jobs at a time, for this many rounds, before it
 # returns to rq (which then checks for a stop request and records the job).
@@ -40,7 +41,7 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    outcome: str  # "filed", "quarantined" or "gone"
+    outcome: str  # "filed", "duplicate" (dropped by policy), "quarantined" or "gone"
 
 
 @lru_cache(maxsize=64)
@@ -71,34 +72,53 @@ def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> F
     return Filed(name, None, "quarantined")
 
 
+# Errors that say "this object cannot be filed" (as opposed to "the storage is unwell"), and the
+# reason written beside it in failed/.
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (part10.FileMetaError, "unreadable"),
+    (HeaderError, "unreadable"),
+    (PatternError, "unreadable"),
+    (UnsafePathError, "bad path"),
+    (DuplicateDiffers, "duplicate differs"),
+)
+_QUARANTINABLE = tuple(kind for kind, _ in _REASONS)
+
+
+def _reason(error: Exception) -> str:
+    return next(reason for kind, reason in _REASONS if isinstance(error, kind))
+
+
+def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Placed:
+    try:
+        fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
+    except FileNotFoundError:
+        raise SourceGone(str(source)) from None
+    with fp:
+        meta = part10.read_file_meta(fp)
+        rendered = _render(fp, meta, filing)
+    target = root / relative_path(rendered, root_length=len(str(root).encode()))
+    return place(source, target, filing, rng=rng)
+
+
 def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
     """File one spooled object; raise StorageUnavailable to leave it (and the rest) for later."""
-    source = spool.ready_path(name)
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
     try:
-        fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
-    except FileNotFoundError:
-        return Filed(name, None, "gone")
-    try:
-        with fp:
-            meta = part10.read_file_meta(fp)
-            rendered = _render(fp, meta, filing)
-        target = root / relative_path(rendered, root_length=len(str(root).encode()))
-        attempts = place(source, target, filing, rng=rng)
+        placed = _place(spool.ready_path(name), root, filing, rng)
     except SourceGone:
         return Filed(name, None, "gone")
-    except (part10.FileMetaError, HeaderError, PatternError) as exc:
-        return _quarantine(spool, name, "unreadable", exc)
-    except UnsafePathError as exc:
-        return _quarantine(spool, name, "bad path", exc)
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
         return _quarantine(spool, name, "cannot place", exc)
-    log.event("ingest.filed", name=name, target=str(target), attempts=attempts)
-    return Filed(name, target, "filed")
+    except _QUARANTINABLE as exc:
+        return _quarantine(spool, name, _reason(exc), exc)
+    log.event(
+        f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
+    )
+    return Filed(name, placed.path, placed.outcome)
 
 
 def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:

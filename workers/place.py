@@ -1,8 +1,9 @@
 """Move a spooled object to its place in the archive: atomically, durably, with retries.
 
-Within one file system a rename(2) does it. Across file systems (EXDEV) we copy into a scratch
-file beside the target, fsync it, rename it over the target and only then remove the spool copy;
-a crash at any point leaves the object in the spool (to be filed again) or in the archive.
+Within one file system a rename(2) does it (or link(2), when an existing file must not be
+replaced). Across file systems (EXDEV) we copy into a scratch file beside the target, fsync it,
+rename or link it into place and only then remove the spool copy; a crash at any point leaves the
+object in the spool (to be filed again) or in the archive, and filing it again is harmless.
 """
 
 import errno
@@ -11,10 +12,12 @@ import random
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.jobs import Filing
 from shared.spool import fsync_dir
+from workers import duplicates
 
 # Errors that say "the storage is unwell right now", not "this object cannot go there": the
 # object stays in the spool and is tried again later instead of being quarantined.
@@ -31,6 +34,13 @@ TRANSIENT_ERRNOS = frozenset(
         errno.EBUSY,
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    path: Path
+    outcome: str  # "filed", or "duplicate" when the archive already held this object
+    attempts: int = 1
 
 
 class SourceGone(FileNotFoundError):
@@ -56,34 +66,71 @@ def _make_parents(directory: Path, root: Path) -> None:
         fsync_dir(folder.parent)
 
 
-def _copy_across(source: Path, target: Path) -> None:
-    scratch = target.with_name(f".{target.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+def _scratch_copy(source: Path, directory: Path) -> Path:
+    """A fsynced copy of `source` in `directory` (on the target's file system)."""
+    scratch = directory / f".{source.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp"
     try:
         with open(source, "rb") as src, open(scratch, "xb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
             os.fsync(dst.fileno())
-        os.replace(scratch, target)
-    finally:
+    except BaseException:
         scratch.unlink(missing_ok=True)
-    fsync_dir(target.parent)
-    source.unlink()
+        raise
+    return scratch
 
 
-def _move_once(source: Path, target: Path, root: Path) -> None:
-    _make_parents(target.parent, root)
+def _commit(source: Path, target: Path, *, replace: bool) -> bool:
+    """Make `source` appear at `target` in one step; False if `replace` is off and it exists.
+
+    rename(2) replaces, link(2) does not; across file systems a scratch copy beside the target
+    takes their place. The spool copy is removed only once the target is durable.
+    """
+    move = os.replace if replace else os.link
     try:
-        os.replace(source, target)
+        move(source, target)
     except FileNotFoundError:
         if not source.exists():
             raise SourceGone(str(source)) from None
         raise
+    except FileExistsError:
+        return False
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        _copy_across(source, target)
-        return
+        scratch = _scratch_copy(source, target.parent)
+        try:
+            move(scratch, target)
+        except FileExistsError:
+            return False
+        finally:
+            scratch.unlink(missing_ok=True)
     fsync_dir(target.parent)
+    source.unlink(missing_ok=True)
+    return True
+
+
+def _place_once(source: Path, target: Path, root: Path, policy: str) -> Placed:
+    _make_parents(target.parent, root)
+    if policy == duplicates.OVERWRITE:
+        _commit(source, target, replace=True)
+        return Placed(target, "filed")
+    if _commit(source, target, replace=False):
+        return Placed(target, "filed")
+    if policy == duplicates.KEEP_EXISTING:
+        source.unlink()
+        return Placed(target, "duplicate")
+    digest = duplicates.dataset_digest(source)
+    if duplicates.dataset_digest(target) == digest:
+        source.unlink()
+        return Placed(target, "duplicate")
+    if policy == duplicates.QUARANTINE_IF_DIFFERENT:
+        raise duplicates.DuplicateDiffers(target)
+    other = duplicates.alternative(target, digest)
+    if _commit(source, other, replace=False):
+        return Placed(other, "filed")
+    source.unlink()  # this very object was kept under the other name before
+    return Placed(other, "duplicate")
 
 
 def place(
@@ -93,24 +140,24 @@ def place(
     *,
     rng: random.Random,
     sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Move `source` to `target` (below `filing.directory`); return the attempts it took.
+) -> Placed:
+    """Move `source` to `target` (below `filing.directory`), applying `filing.duplicates`.
 
     Up to `filing.rename_retries` + 1 attempts, with a random pause of up to
-    `filing.rename_retry_jitter` ms between them. An existing file at `target` is replaced, as the
-    reference does. Raises SourceGone if the object was filed by someone else, or the last
-    attempt's OSError.
+    `filing.rename_retry_jitter` ms between them. Raises SourceGone if the object was filed by
+    someone else, DuplicateDiffers (quarantine-if-different), or the last attempt's OSError.
     """
     root = Path(filing.directory)
     attempts = 0
     while True:
         attempts += 1
         try:
-            _move_once(source, target, root)
-            return attempts
+            placed = _place_once(source, target, root, filing.duplicates)
         except SourceGone:
             raise
         except OSError:
             if attempts > filing.rename_retries:
                 raise
             sleep(retry_pause(rng, filing.rename_retry_jitter))
+            continue
+        return Placed(placed.path, placed.outcome, attempts)

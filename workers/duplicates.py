@@ -1,0 +1,47 @@
+"""What to do when an object's path in the archive is already taken (--duplicates).
+
+    overwrite                 replace the archived file (the reference's behaviour; default)
+    keep-existing             keep the archived file, drop the new one
+    keep-both                 keep both: the new one gets the name plus "~" and a digest
+    quarantine-if-different   drop the new one if identical, else move it to failed/
+
+"Identical" compares SHA-256 digests of the data sets (the bytes after the file meta), so the same
+object sent by two peers, whose file metas differ, counts as the same.
+"""
+
+import hashlib
+from pathlib import Path
+
+from shared import part10
+
+OVERWRITE = "overwrite"
+KEEP_EXISTING = "keep-existing"
+KEEP_BOTH = "keep-both"
+QUARANTINE_IF_DIFFERENT = "quarantine-if-different"
+
+
+class DuplicateDiffers(Exception):
+    """Raised under quarantine-if-different when the archived object has other content."""
+
+    def __init__(self, existing: Path) -> None:
+        super().__init__(f"{existing} is archived with different content")
+        self.existing = existing
+
+
+def dataset_digest(path: Path) -> str:
+    with open(path, "rb") as fp:
+        part10.read_file_meta(fp)
+        digest = hashlib.sha256()
+        while chunk := fp.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def alternative(target: Path, digest: str) -> Path:
+    """Where keep-both puts an object whose path is taken by a different one: stable, so that
+    filing the same object again finds its own earlier copy."""
+    suffix = target.suffix
+    if suffix[1:].isdigit():  # a UID's last component, not an extension
+        suffix = ""
+    stem = target.name[: len(target.name) - len(suffix)]
+    return target.with_name(f"{stem}~{digest[:16]}{suffix}")
