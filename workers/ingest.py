@@ -3,7 +3,8 @@ quarantine it with a reason.
 
 Jobs are idempotent: an object that is no longer in ready/ was filed (or quarantined) by an
 earlier run, and is skipped. Errors of the storage itself (disk full, I/O error, archive root
-missing) leave the object in ready/ and fail the job; the recovery sweep enqueues it again later.
+missing) leave the object in ready/ and put its spool on hold (workers.backoff); the recovery
+sweep enqueues it again once the hold is over.
 """
 
 import random
@@ -23,6 +24,7 @@ from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
 from workers.backlog import take_waiting
+from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, read_header
 from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
@@ -122,12 +124,17 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
 
 
 def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
+    """File the job's objects; on a storage failure leave the rest in ready/ and hold the spool."""
+    if on_hold(connection, job.spool):
+        return
     spool = Spool(job.spool)
     done: list[str] = []
     try:
         for name in job.names:
             file_object(spool, name, job.filing, rng)
             done.append(name)
+    except StorageUnavailable as exc:
+        hold(connection, job.spool, str(exc))
     finally:
         if done:
             connection.hdel(tracked_key(job.spool), *done)

@@ -25,6 +25,7 @@ from shared.jobs import (
 )
 from shared.queue import ingest_queue
 from shared.spool import Spool
+from workers.backoff import on_hold
 
 # An object untracked for this long after its last write was not going to be enqueued by its
 # receiver any more (the receiver enqueues right after the write, or failed to).
@@ -79,6 +80,8 @@ def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> Sweep
     forgotten = [name for name in tracked if name not in ready]
     if forgotten:
         connection.hdel(tracked_key(str(spool)), *forgotten)
+    if on_hold(connection, str(spool)):
+        return SweepResult(len(ready), 0, len(forgotten), len(removed))
     live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
     orphans = [
         name
