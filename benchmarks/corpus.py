@@ -15,6 +15,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
+
 
 def make_corpus(
     outdir: Path,
@@ -29,6 +31,9 @@ def make_corpus(
     outdir.mkdir(parents=True, exist_ok=True)
     ds = dcmread(get_testdata_file("CT_small.dcm"))
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # Senders drop Data Set Trailing Padding; without it what is sent is exactly what is stored.
+    if DATA_SET_TRAILING_PADDING in ds:
+        del ds[DATA_SET_TRAILING_PADDING]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.SamplesPerPixel = 1
     ds.PixelData = b""

@@ -27,6 +27,7 @@ from shared.spool import Spool
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 _SHUTDOWN_GRACE_S = 12.0
+_ACCEPT_YIELD_S = 0.01
 
 
 def configure_pynetdicom() -> None:
@@ -48,6 +49,8 @@ class ReceiverServer(ThreadedAssociationServer):
 
     def __init__(self, *args: Any, listen_socket: socket.socket, **kwargs: Any) -> None:
         self._listen_socket = listen_socket
+        self._connections = 0
+        self._count_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
@@ -69,8 +72,22 @@ class ReceiverServer(ThreadedAssociationServer):
         # Only our descriptor: shutdown(2) would stop the shared socket in every receiver.
         self.socket.close()
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count_lock:
+                self._connections -= 1
+
     def get_request(self) -> tuple[socket.socket, Any]:
+        # Every receiver process wakes for each new connection and the first to accept wins.
+        # A busy process waits a little per association it serves, so an idle one wins, and
+        # associations spread over the processes instead of piling onto one.
+        if self._connections:
+            time.sleep(min(self._connections * _ACCEPT_YIELD_S, 5 * _ACCEPT_YIELD_S))
         client, address = super().get_request()
+        with self._count_lock:
+            self._connections += 1  # until its thread ends (process_request_thread)
         client.setblocking(True)
         # Small objects crawl under Nagle's algorithm; the reference disables it too.
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -5,7 +5,6 @@ so one generic worker pool serves any number of receivers (and spools). The payl
 by orjson; rq stores it as the job's only argument.
 """
 
-import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,7 +12,6 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
-from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 # The workers' entry points, named rather than imported: receivers never import workers.
@@ -24,6 +22,7 @@ SWEEP_FUNCTION = "workers.recovery.sweep_job"
 # objects and the recovery sweep enqueues them again once rq records the failure.
 JOB_TIMEOUT_S = 3600
 FAILED_JOB_TTL_S = 7 * 24 * 3600
+SWEEP_PENDING_TTL_S = 60
 
 
 class JobPayloadError(ValueError):
@@ -157,24 +156,25 @@ def enqueue_ingest(queue: Queue, job: IngestJob, pipeline: Pipeline | None = Non
     return rq_job
 
 
+def sweep_pending_key(spool: str) -> str:
+    """Exists while a sweep of `spool` waits in the queue (the sweep deletes it as it starts)."""
+    return f"pacs-ingest:sweep-pending:{spool}"
+
+
 def enqueue_sweep(queue: Queue, job: SweepJob) -> bool:
     """Enqueue a sweep of `job.spool` unless one is already waiting; True if enqueued.
 
-    The job id is derived from the spool, so however many receivers share a spool, at most one
-    sweep of it waits in the queue. A failed sweep is kept only briefly so it cannot block the next.
+    However many receivers share a spool, at most one sweep of it waits in the queue. The marker
+    expires, so a sweep lost with a flushed Redis or stuck behind a long backlog is replaced.
     """
-    job_id = "sweep-" + hashlib.sha1(job.spool.encode()).hexdigest()
-    try:
-        queue.enqueue_call(
-            SWEEP_FUNCTION,
-            args=(job.encode(),),
-            timeout=JOB_TIMEOUT_S,
-            result_ttl=0,
-            failure_ttl=60,
-            description=f"sweep {job.spool}",
-            job_id=job_id,
-            unique=True,
-        )
-    except DuplicateJobError:
+    if not queue.connection.set(sweep_pending_key(job.spool), 1, nx=True, ex=SWEEP_PENDING_TTL_S):
         return False
+    queue.enqueue_call(
+        SWEEP_FUNCTION,
+        args=(job.encode(),),
+        timeout=JOB_TIMEOUT_S,
+        result_ttl=0,
+        failure_ttl=FAILED_JOB_TTL_S,
+        description=f"sweep {job.spool}",
+    )
     return True

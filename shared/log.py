@@ -1,6 +1,7 @@
 """One JSON line per event, on stderr, so operators can grep and ship logs without parsing prose."""
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -42,6 +43,7 @@ def _emit(level: int, name: str, fields: dict[str, Any]) -> None:
     if _LOGGER.isEnabledFor(level):
         if _ROLE:
             fields.setdefault("role", _ROLE)
+            fields.setdefault("pid", os.getpid())
         _LOGGER.log(level, name, extra={"fields": fields})
 
 

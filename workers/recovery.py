@@ -20,6 +20,7 @@ from shared.jobs import (
     IngestJob,
     SweepJob,
     enqueue_ingest,
+    sweep_pending_key,
     tracked_key,
     worker_lease_key,
 )
@@ -103,6 +104,7 @@ def sweep_job(payload: dict) -> None:
     """rq entry point (shared.jobs.SWEEP_FUNCTION)."""
     job = SweepJob.decode(payload)
     rq_job = get_current_job()
+    rq_job.connection.delete(sweep_pending_key(job.spool))
     sweep(
         Spool(job.spool),
         job.filing,
