@@ -101,6 +101,11 @@ class Spool:
                         continue
                     yield entry.name[: -len(READY_SUFFIX)], mtime
 
+    def ready_count(self) -> int:
+        """How many objects wait in ready/ (no stat per entry, unlike ready_names)."""
+        with os.scandir(self.ready) as entries:
+            return sum(1 for entry in entries if entry.name.endswith(READY_SUFFIX))
+
     def failed_path(self, name: str) -> Path:
         return self.failed / (name + READY_SUFFIX)
 
