@@ -9,6 +9,7 @@ missing) leave the object in ready/ and fail the job; the recovery sweep enqueue
 import random
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from rq import get_current_job
 
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
-from shared.pattern import Pattern, PatternError
+from shared.pattern import Pattern, PatternError, RenderError
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
 from workers.header import HeaderError, read_header
@@ -42,12 +43,14 @@ def _pattern(source: str) -> Pattern:
     return Pattern.parse(source)
 
 
-def _render(fp: Any, meta: part10.FileMeta, filing: Filing) -> str:
+def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) -> str:
     if filing.filepath is None:
         return safe_value(meta.media_storage_sop_instance_uid)
     pattern = _pattern(filing.filepath)
     fp.seek(0)
-    return pattern.render(read_header(fp, pattern.stop_tag))
+    header = read_header(fp, pattern.stop_tag)
+    # Rendered while the file is open: large values pydicom deferred are read from it.
+    return pattern.render(header, now=datetime.now(), rng=rng)
 
 
 def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
@@ -78,15 +81,16 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     try:
         with fp:
             meta = part10.read_file_meta(fp)
-            rendered = _render(fp, meta, filing)
+            rendered = _render(fp, meta, filing, rng)
         target = root / relative_path(rendered, root_length=len(str(root).encode()))
         attempts = place(source, target, filing, rng=rng)
     except SourceGone:
         return Filed(name, None, "gone")
     except (part10.FileMetaError, HeaderError, PatternError) as exc:
         return _quarantine(spool, name, "unreadable", exc)
-    except UnsafePathError as exc:
-        return _quarantine(spool, name, "bad path", exc)
+    except (RenderError, UnsafePathError) as exc:
+        reason = "cannot render" if isinstance(exc, RenderError) else "bad path"
+        return _quarantine(spool, name, reason, exc)
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
