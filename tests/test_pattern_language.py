@@ -111,6 +111,13 @@ def test_a_value_that_is_no_date_cannot_render(vr: str, value: str, source: str)
         pattern.render(read_back(ds, pattern), now=NOW, rng=random.Random())
 
 
+def test_large_binary_values_are_bulk_data_that_is_not_read() -> None:
+    ds = Dataset()
+    ds.add_new(0x00091010, "OB", b"\x07" * 2048)  # deferred by the header reader
+    ds.add_new(0x00091011, "OB", b"\x07" * 16)
+    assert render("{00091010}|{00091010,hash}|{00091011}", ds) == "|null|7"
+
+
 def test_render_errors_are_value_errors() -> None:
     assert issubclass(RenderError, ValueError)
 
