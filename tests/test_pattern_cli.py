@@ -1,5 +1,6 @@
-"""`pacs-ingest render PATTERN FILE...`, run as users run it: a layout can be tried on real files
-before any modality is pointed at the receiver."""
+"""The pattern on the command line, run as users run it: `pacs-ingest render PATTERN FILE...` tries
+a layout on real files before any modality is pointed at the receiver, and a receiver refuses a
+bad `--filepath` before it starts."""
 
 import subprocess
 import sys
@@ -85,3 +86,18 @@ def test_an_unclosed_brace_is_warned_about(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == "P\n"
     assert "unclosed '{' drops '{StudyDate'" in result.stderr
+
+
+def test_a_receiver_refuses_a_bad_filepath_at_start_up_with_the_column(tmp_path: Path) -> None:
+    result = pacs_ingest(
+        "up",
+        "-b",
+        "INGEST:11112",
+        "--spool-dir",
+        tmp_path / "spool",
+        "--filepath",
+        "{now,date,yyyy/MM/dd}/{0020000D,hash}/{00080018,md6}",
+    )
+    assert result.returncode == 2
+    assert "invalid --filepath at column 49: unknown type 'md6'" in result.stderr
+    assert not (tmp_path / "spool").exists()
