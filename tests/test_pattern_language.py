@@ -76,6 +76,7 @@ def test_every_uncompressed_transfer_syntax_renders_the_same(syntax: str) -> Non
     assert render(source, ds, syntax=syntax) == "P1/2011/512/0.25/00181063/9.8"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns: invalid on purpose
 @pytest.mark.parametrize(
     ("keyword", "value", "style", "expected"),
     [
@@ -94,6 +95,7 @@ def test_date_and_time_values(keyword: str, value: str, style: str, expected: st
     assert rendered == (expected or "2011-10-12 09:30:05")
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns: invalid on purpose
 @pytest.mark.parametrize(
     ("vr", "value", "source"),
     [

@@ -161,6 +161,7 @@ def test_attributes_after_pixel_data_are_not_read() -> None:
 # -- 5.3 value extraction ------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns: invalid on purpose
 def test_values_are_trimmed_of_spaces_and_nul_padding() -> None:
     ds = Dataset()
     ds.add_new(0x00100020, "LO", "  P1 ")
@@ -355,6 +356,7 @@ def test_offset_counts_decimal_strings_as_0_and_a_missing_value_as_n() -> None:
     assert render("{InstanceNumber,offset,5}") == "5"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns: invalid on purpose
 def test_offset_on_an_integer_string_that_is_no_integer_cannot_render() -> None:
     ds = Dataset()
     ds.add_new(0x00200013, "IS", "1.5")
