@@ -80,6 +80,7 @@ class Placeholder:
         return head + "}", [*columns, self.column - 1]
 
     def argument(self, top: Item, *, now: datetime, rng: random.Random) -> Argument:
+        """The MessageFormat argument for the object whose data set is `top`."""
         item: Item | None = top
         for sequence in self.path[:-1]:
             item = item.first_item_of(sequence) if item is not None else None
