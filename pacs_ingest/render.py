@@ -38,8 +38,13 @@ def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
         description="Render PATTERN (dcm4che's --filepath language, see the README) for each "
         "DICOM FILE and print the path below --directory it would be filed at.",
     )
-    parser.add_argument("pattern", type=_pattern, metavar="PATTERN")
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument(
+        "pattern",
+        type=_pattern,
+        metavar="PATTERN",
+        help="a --filepath pattern, e.g. '{now,date,yyyy/MM/dd}/{0020000D,hash}/{00080018}.dcm'",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="DICOM Part 10 files")
 
 
 def render_file(pattern: Pattern, path: Path, *, now: datetime, rng: random.Random) -> str:

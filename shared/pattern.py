@@ -93,7 +93,7 @@ class Pattern:
         try:
             message = MessageFormat.parse("".join(text))
         except FormatSyntaxError as exc:
-            column = columns[min(exc.position, len(columns) - 1)]
+            column = columns[min(exc.position, len(columns) - 1)] if columns else 1
             raise PatternError(exc.message, source, column) from None
         return cls(source, tuple(placeholders), message, dropped)
 
