@@ -1,4 +1,5 @@
-"""`pacs-ingest up | receive | work`: parse options, start the parts, map failures to exit codes.
+"""`pacs-ingest up | receive | work | render`: parse options, start the parts, map failures to
+exit codes.
 
 Exit codes: 0 after a requested stop, 1 when the pipeline failed at run time, 2 for bad options or
 an unusable configuration (bad pattern, port in use), with a message and a hint on stderr.
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pacs_ingest import render
 from receiver.main import BindError, receive, start_receivers
 from receiver.options import ROWS as RECEIVER_ROWS
 from receiver.options import ReceiverSettings
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         description="File spooled objects; any number of hosts may run workers on one queue.",
     )
     add_options(work_cmd, (*WORKER_ROWS, _required(REDIS_URL_ROW), *COMMON_ROWS))
+    render.add_command(commands)
     return parser
 
 
@@ -108,6 +111,8 @@ def _up(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "render":
+        return render.run(args.pattern, args.files)
     log.configure(args.log_level, role=args.command)
     try:
         if args.command == "up":

@@ -1,57 +1,52 @@
 """The `--filepath` pattern: parsed once at start-up, rendered for each object.
 
-The language is dcm4che's AttributesFormat (reference §5): literal text with `{...}`
-placeholders. This module parses a pattern into literal and placeholder segments and renders them
-from a data set; every attribute value passes through `safe_path.safe_value` before it is placed.
+The language is dcm4che's AttributesFormat (reference §5), rendered as dcm4che renders it: the
+pattern is split at braces, each `{...}` becomes a placeholder, and the whole is assembled into
+one Java MessageFormat pattern, so literal text follows MessageFormat's apostrophe rules
+(`O'Brien/{x}` renders `OBrien/{0}`), and `number`, `date`, `time` and `choice` placeholders
+are MessageFormat sub-formats. Values from attributes are made safe before they are formatted
+(`shared.pattern_placeholder`); `shared.safe_path.relative_path` then checks the whole path.
+
+Rendering is a pure function of the data set, the clock and the random source it is given.
 """
 
-from collections.abc import Iterable
+import random
 from dataclasses import dataclass
+from datetime import datetime
 
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from shared.safe_path import safe_value
+from shared.javamessage import MessageFormat
+from shared.javatext import FormatArgumentError, FormatSyntaxError
+from shared.pattern_errors import PatternError, RenderError
+from shared.pattern_placeholder import Placeholder, PlaceholderError
+from shared.pattern_placeholder import parse as parse_placeholder
+from shared.pattern_values import SPECIFIC_CHARACTER_SET, Item
 
-
-class PatternError(ValueError):
-    """Raised for an invalid pattern; `column` (1-based) points at the offending place."""
-
-    def __init__(self, message: str, pattern: str, column: int) -> None:
-        super().__init__(
-            f"invalid --filepath at column {column}: {message}\n  {pattern}\n"
-            f"  {' ' * (column - 1)}^"
-        )
-        self.column = column
+__all__ = ["Pattern", "PatternError", "RenderError"]
 
 
 @dataclass(frozen=True, slots=True)
-class Placeholder:
-    tag: int
-    column: int
+class _Piece:
+    text: str
+    column: int  # 1-based column of text[0] in the pattern
+    placeholder: bool
 
 
-Segment = str | Placeholder
+def _tokenise(pattern: str) -> tuple[list[_Piece], str]:
+    """Literal and placeholder pieces, and the tail an unclosed `{` dropped (reference §5.1).
 
-
-def _parse_tag(head: str, pattern: str, column: int) -> int:
-    if head and all(c in "0123456789abcdefABCDEF" for c in head) and len(head) <= 8:
-        return int(head, 16)
-    tag = tag_for_keyword(head)
-    if tag is None:
-        raise PatternError(f"{head!r} is neither a hex tag nor a DICOM keyword", pattern, column)
-    return tag
-
-
-def _split(pattern: str) -> Iterable[tuple[str, int, bool]]:
-    """(text, column, is_placeholder) pieces; braces nest, an unclosed `{` is dropped (§5.1)."""
+    Braces nest: the body of a placeholder keeps its inner braces. A `}` with no `{` open is an
+    error; an unclosed `{` silently drops the rest of the pattern, as dcm4che does.
+    """
+    pieces: list[_Piece] = []
     depth = 0
     start = 0
     for index, char in enumerate(pattern):
         if char == "{":
             if depth == 0:
                 if index > start:
-                    yield pattern[start:index], start + 1, False
+                    pieces.append(_Piece(pattern[start:index], start + 1, False))
                 start = index + 1
             depth += 1
         elif char == "}":
@@ -59,51 +54,71 @@ def _split(pattern: str) -> Iterable[tuple[str, int, bool]]:
                 raise PatternError("'}' without a matching '{'", pattern, index + 1)
             depth -= 1
             if depth == 0:
-                yield pattern[start:index], start, True
+                pieces.append(_Piece(pattern[start:index], start + 1, True))
                 start = index + 1
-    if depth == 0 and start < len(pattern):
-        yield pattern[start:], start + 1, False
+    if depth:
+        return pieces, pattern[start - 1 :]
+    if start < len(pattern):
+        pieces.append(_Piece(pattern[start:], start + 1, False))
+    return pieces, ""
 
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
     source: str
-    segments: tuple[Segment, ...]
+    placeholders: tuple[Placeholder, ...]
+    message: MessageFormat
+    dropped: str  # what an unclosed `{` cut off; empty for a well-formed pattern
 
     @classmethod
     def parse(cls, source: str) -> "Pattern":
-        segments: list[Segment] = []
-        for text, column, is_placeholder in _split(source):
-            if not is_placeholder:
-                segments.append(text)
+        """Raises PatternError, with the 1-based column, for anything dcm4che would refuse."""
+        pieces, dropped = _tokenise(source)
+        placeholders: list[Placeholder] = []
+        text: list[str] = []
+        columns: list[int] = []
+        for piece in pieces:
+            if not piece.placeholder:
+                text.append(piece.text)
+                columns.extend(range(piece.column, piece.column + len(piece.text)))
                 continue
-            if not text:
-                raise PatternError("empty placeholder '{}'", source, column)
-            head, _, kind = text.partition(",")
-            if kind:
-                raise PatternError(f"placeholder type {kind!r} is not supported", source, column)
-            segments.append(Placeholder(_parse_tag(head, source, column + 1), column))
-        return cls(source, tuple(segments))
+            try:
+                placeholder = parse_placeholder(piece.text, piece.column)
+            except PlaceholderError as exc:
+                raise PatternError(exc.message, source, exc.column) from None
+            element, element_columns = placeholder.message_element(len(placeholders))
+            placeholders.append(placeholder)
+            text.append(element)
+            columns.extend(element_columns)
+        try:
+            message = MessageFormat.parse("".join(text))
+        except FormatSyntaxError as exc:
+            column = columns[min(exc.position, len(columns) - 1)] if columns else 1
+            raise PatternError(exc.message, source, column) from None
+        return cls(source, tuple(placeholders), message, dropped)
 
     @property
     def stop_tag(self) -> int:
-        """The highest top-level tag rendering reads: header parsing may stop after it."""
-        return max((s.tag for s in self.segments if isinstance(s, Placeholder)), default=0)
+        """The highest top-level tag rendering reads: header parsing may stop after it.
 
-    def render(self, dataset: Dataset) -> str:
-        """The rendered path text, with every attribute value made safe first."""
-        return "".join(
-            s if isinstance(s, str) else safe_value(_string_value(dataset, s.tag))
-            for s in self.segments
-        )
+        A tag path into a sequence needs the whole sequence; any attribute at all needs the
+        Specific Character Set (0008,0005). A pattern of clock and randomness alone needs 0.
+        """
+        tops = [p.path[0] for p in self.placeholders if p.path]
+        if not tops:
+            return 0
+        return max(SPECIFIC_CHARACTER_SET, *tops)
 
+    def render(self, dataset: Dataset, *, now: datetime, rng: random.Random) -> str:
+        """The rendered path text; values from attributes are already made safe in it.
 
-def _string_value(dataset: Dataset, tag: int) -> str:
-    element = dataset.get(tag)
-    if element is None or element.value is None or element.VR == "SQ":
-        return ""
-    value = element.value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    text = str(value[0] if element.VM > 1 else value)
-    return text.split("\\", 1)[0].strip(" \x00")
+        `now` is the clock's reading for `{now,...}` (a naive local time, as dcm4che formats in
+        the local zone); `rng` supplies `rnd`, `uuid` and `uid`. Raises RenderError when this
+        object cannot be rendered (e.g. `date-P1M` on a missing date).
+        """
+        top = Item.top(dataset)
+        arguments = [p.argument(top, now=now, rng=rng) for p in self.placeholders]
+        try:
+            return self.message.format(arguments)
+        except FormatArgumentError as exc:
+            raise RenderError(str(exc)) from exc

@@ -3,13 +3,15 @@
 Two steps, both pure functions:
 
 1. `safe_value` runs on every attribute value *before* it is placed into the pattern: path
-   separators (`/` and `\\`), NUL and other control characters become `_`. So a value can never
-   create a directory or hide a terminal escape in a file name.
+   separators (`/` and `\\`), NUL, control characters (C0, DEL, C1) and unpaired surrogates
+   become `_`. So a value can never create a directory or hide a terminal escape in a file name.
 2. `relative_path` runs on the whole rendered string: it splits at `/` (separators the pattern's
-   own literal text or date styles produced), drops empty components, replaces each `.` in a
-   component that is only dots (`.`, `..`) with `_`, shortens components over 255 bytes (keeping
-   a hash of the whole, so distinct long values stay distinct), and refuses an empty result or
-   one longer than the file system allows.
+   own literal text or date styles produced), drops empty components (so `/x` and `a//b` stay
+   relative), replaces control characters and unpaired surrogates with `_`, replaces each `.` in
+   a component that is only dots (`.`, `..`) with `_`, shortens components over 255 bytes
+   (keeping a hash of the whole, so distinct long values stay distinct), and refuses an empty
+   result or one longer than the file system allows. What it returns therefore has no `..`,
+   is relative, and every component is valid UTF-8 of 1 to 255 bytes: it cannot leave the root.
 
 dcm4che's storescp does none of this (reference §5.3, §9 item 8); the README lists it as a
 deliberate difference.
@@ -21,8 +23,8 @@ from pathlib import PurePosixPath
 
 NAME_MAX = 255  # bytes per component, as on every common POSIX file system
 PATH_MAX = 4096  # bytes, Linux's limit for a whole path
-_UNSAFE_IN_VALUE = re.compile(r"[/\\\x00-\x1f\x7f]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_IN_VALUE = re.compile(r"[/\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class UnsafePathError(ValueError):

@@ -20,7 +20,8 @@ HOSTILE_PATIENT_IDS = {
     "x" * 1000: str(relative_path("x" * 1000)),
     ".": "_",
     "a\\b": "a",  # a backslash separates values; the first one is used
-    "\x1b[2J": "_[2J",
+    "\x1b[2J": "[2J",  # leading characters up to U+0020 are trimmed, as dcm4che does
+    "a\x1bb": "a_b",
 }
 
 

@@ -10,6 +10,7 @@ sweep enqueues it again once the hold is over.
 import random
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from rq import get_current_job
 
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
-from shared.pattern import Pattern, PatternError
+from shared.pattern import Pattern, PatternError, RenderError
 from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
@@ -51,12 +52,14 @@ def _pattern(source: str) -> Pattern:
     return Pattern.parse(source)
 
 
-def _render(fp: Any, meta: part10.FileMeta, filing: Filing) -> str:
+def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) -> str:
     if filing.filepath is None:
         return safe_value(meta.media_storage_sop_instance_uid)
     pattern = _pattern(filing.filepath)
     fp.seek(0)
-    return pattern.render(read_header(fp, pattern.stop_tag))
+    header = read_header(fp, pattern.stop_tag)
+    # Rendered while the file is open: large values pydicom deferred are read from it.
+    return pattern.render(header, now=datetime.now(), rng=rng)
 
 
 def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
@@ -80,6 +83,7 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (part10.FileMetaError, "unreadable"),
     (HeaderError, "unreadable"),
     (PatternError, "unreadable"),
+    (RenderError, "cannot render"),
     (UnsafePathError, "bad path"),
     (DuplicateDiffers, "duplicate differs"),
 )
@@ -97,7 +101,7 @@ def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Plac
         raise SourceGone(str(source)) from None
     with fp:
         meta = part10.read_file_meta(fp)
-        rendered = _render(fp, meta, filing)
+        rendered = _render(fp, meta, filing, rng)
     target = root / relative_path(rendered, root_length=len(str(root).encode()))
     return place(source, target, filing, rng=rng)
 

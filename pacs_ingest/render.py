@@ -1,0 +1,74 @@
+"""`pacs-ingest render PATTERN FILE...`: the archive path each file would get, before any modality
+is pointed at the receiver, so a `--filepath` layout can be designed and checked on real files.
+
+It reads each file exactly as a worker does (header up to the pattern's stop tag, never past
+Pixel Data), renders with the current time and fresh randomness, and applies the safety rule.
+Output: one archive-relative path per file, in order, on stdout. A file that cannot be read or
+rendered gets `FILE: error: ...` on stderr instead, and the exit status is 1; a bad pattern exits
+2 with the column, as at receiver start-up.
+"""
+
+import argparse
+import random
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from shared.pattern import Pattern, PatternError, RenderError
+from shared.safe_path import UnsafePathError, relative_path
+from workers.header import HeaderError, read_header
+
+EXIT_SOME_FAILED = 1
+
+
+def _pattern(text: str) -> Pattern:
+    try:
+        return Pattern.parse(text)
+    except PatternError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `render` on the `pacs-ingest` command's subparsers."""
+    parser = commands.add_parser(
+        "render",
+        allow_abbrev=False,
+        help="print the archive path a --filepath pattern gives each file",
+        description="Render PATTERN (dcm4che's --filepath language, see the README) for each "
+        "DICOM FILE and print the path below --directory it would be filed at.",
+    )
+    parser.add_argument(
+        "pattern",
+        type=_pattern,
+        metavar="PATTERN",
+        help="a --filepath pattern, e.g. '{now,date,yyyy/MM/dd}/{0020000D,hash}/{00080018}.dcm'",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="DICOM Part 10 files")
+
+
+def render_file(pattern: Pattern, path: Path, *, now: datetime, rng: random.Random) -> str:
+    """The archive-relative path for `path`; raises OSError, HeaderError, RenderError or
+    UnsafePathError when there is none."""
+    with open(path, "rb") as fp:
+        header = read_header(fp, pattern.stop_tag)
+        rendered = pattern.render(header, now=now, rng=rng)
+    return str(relative_path(rendered))
+
+
+def run(pattern: Pattern, files: Sequence[Path]) -> int:
+    if pattern.dropped:
+        print(
+            f"pacs-ingest render: warning: an unclosed '{{' drops {pattern.dropped!r} from the "
+            "pattern (dcm4che drops it too)",
+            file=sys.stderr,
+        )
+    rng = random.Random()
+    status = 0
+    for path in files:
+        try:
+            print(render_file(pattern, path, now=datetime.now(), rng=rng))
+        except (OSError, HeaderError, RenderError, UnsafePathError) as exc:
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            status = EXIT_SOME_FAILED
+    return status

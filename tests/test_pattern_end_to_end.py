@@ -1,0 +1,64 @@
+"""A `--filepath` layout through the whole pipeline: DCMTK sends, `pacs-ingest up` files each object
+under its rendered, decoded and made-safe path, and nothing lands outside the archive."""
+
+import random
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.data import get_charset_files
+
+from pacs_ingest.render import render_file
+from shared.pattern import Pattern
+from tests.conftest import Pipeline
+from tests.helpers import archive_files, wait_until
+from tests.pattern_support import dataset, part10
+
+LAYOUT = "{PatientID}/{PatientName}/{00080018,hash}.dcm"
+
+
+def _sendable_charset_files() -> list[Path]:
+    """pydicom's charset files that name a SOP class, so storescu can send them."""
+    paths = [Path(p) for p in get_charset_files("*.dcm")]
+    return sorted(p for p in paths if "SOPClassUID" in dcmread(p, stop_before_pixels=True))
+
+
+def test_objects_are_filed_under_their_rendered_utf8_and_safe_paths(pipeline: Pipeline) -> None:
+    outbox = pipeline.tmp_path / "outbox"
+    outbox.mkdir()
+    for path in _sendable_charset_files():
+        (outbox / path.name).symlink_to(path)
+    hostile = dataset(
+        SOPClassUID="1.2.840.10008.5.1.4.1.1.7",
+        SOPInstanceUID="1.2.3.4",
+        PatientID="../../escape",
+        PatientName="x",
+    )
+    (outbox / "hostile.dcm").write_bytes(part10(hostile))
+    pattern = Pattern.parse(LAYOUT)
+    now, rng = datetime.now(), random.Random()
+    expected = {render_file(pattern, p, now=now, rng=rng) for p in sorted(outbox.iterdir())}
+    assert any(path.startswith(".._.._escape/x/") for path in expected)
+
+    pipeline.up("--filepath", LAYOUT)
+    sent = subprocess.run(
+        ["storescu", "-aec", "INGEST", "+sd", "-nh", "127.0.0.1", str(pipeline.port), str(outbox)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+    wait_until(
+        lambda: (
+            len(archive_files(pipeline.archive)) == len(expected)
+            and not any((pipeline.spool / "ready").iterdir())
+        ),
+        60,
+        f"{len(expected)} objects filed",
+    )
+    filed = {p.relative_to(pipeline.archive).as_posix() for p in archive_files(pipeline.archive)}
+    assert filed == expected
+    assert "SCSGREEK/Διονυσιος/" in " ".join(sorted(filed))
+    assert not any((pipeline.spool / "failed").iterdir())
+    assert not (pipeline.archive / ".." / ".." / "escape").exists()
