@@ -111,7 +111,7 @@ STORESCP_ROWS = (
     ),
     Option(
         ("--receive-delay",),
-        "pause before reading the data set of the k-th C-STORE of an association: value k mod n",
+        "pause before reading the data set of an association's k-th C-STORE: value (k-1) mod n",
         STORAGE,
         type=dicom_int,
         kind="multi",
@@ -119,7 +119,7 @@ STORESCP_ROWS = (
     ),
     Option(
         ("--response-delay",),
-        "pause before answering the k-th C-STORE of an association: value k mod n",
+        "pause before answering an association's k-th C-STORE: value (k-1) mod n",
         STORAGE,
         type=dicom_int,
         kind="multi",

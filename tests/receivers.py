@@ -34,7 +34,12 @@ class Receiver:
 
     port: int
     command: Command
+    directory: Path  # holds its spool/ and archive/
     ae_title: str = "INGEST"
+
+    def files(self) -> list[Path]:
+        """Every file the receiver wrote to its spool or archive."""
+        return [path for path in self.directory.rglob("*") if path.is_file()]
 
     def log(self) -> str:
         return self.command.log()
@@ -67,7 +72,7 @@ class Receivers:
             ],
             self.workdir / f"{name}.log",
         ).start()
-        receiver = Receiver(port, command, ae_title)
+        receiver = Receiver(port, command, self.workdir / name, ae_title)
         self.started.append(receiver)
         wait_until(
             lambda: '"receiver.started"' in receiver.log() or command.process.poll() is not None,

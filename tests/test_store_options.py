@@ -60,6 +60,7 @@ def paced(receivers: Receivers) -> Receiver:
         "400",
         "--sorcv-buffer",
         "16384",
+        "--ignore",
     )
 
 
@@ -90,12 +91,13 @@ class TestDelays:
                 # k=1: response 300; k=2: receive 600, response -5 (none); k=3: response 300.
                 # The idle timeout (400) does not cut the 600 ms receive delay.
                 assert [status for _, status in (first, second, third)] == [WARNING_COERCION] * 3
-                assert 0.3 <= first[0] < 0.55
-                assert 0.6 <= second[0] < 0.85
-                assert 0.3 <= third[0] < 0.55
-                assert echo < 0.2
+                assert 0.3 <= first[0] < 0.8
+                assert 0.6 <= second[0] < 1.1
+                assert 0.3 <= third[0] < 0.8
+                assert echo < 0.25
             finally:
                 assoc.release()
+        assert paced.files() == []  # --ignore: answered with --status, nothing stored
 
     def test_the_receive_delay_holds_the_data_set_back_and_the_response_delay_the_answer(
         self, paced: Receiver

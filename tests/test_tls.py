@@ -140,9 +140,13 @@ def s_client(receiver: Receiver, version: str) -> subprocess.CompletedProcess:
 
 
 class TestProtocols:
-    def test_only_tls_1_2_by_default(self, receivers: Receivers, pki: Pki) -> None:
+    @pytest.mark.parametrize("protocol", [[], ["--tls12"]])
+    def test_only_tls_1_2_by_default_or_with_tls12(
+        self, receivers: Receivers, pki: Pki, protocol: list[str]
+    ) -> None:
         receiver = receivers.start(
             "--tls-aes",
+            *protocol,
             "--tls-noauth",
             "--key-store",
             str(pki.server_p12),
