@@ -278,7 +278,7 @@ def build(settings: TlsSettings, *, probe: bool) -> ssl.SSLContext | None:
     requested protocol and suite can be had; ConfigError says which cannot, and why.
     """
     if not settings.enabled:
-        if settings.ignored:
+        if settings.ignored and probe:
             log.warning(
                 "tls.options_ignored", options=list(settings.ignored), why="no cipher option"
             )

@@ -241,7 +241,11 @@ def _describe(row: Option) -> str:
 
 def format_help(usage: str, description: str, rows: Iterable[Option]) -> str:
     """Usage, description, then every option of every group with its default and env var."""
-    lines = [f"usage: {usage}", "", *textwrap.wrap(description, _HELP_WIDTH)]
+    lines = [
+        f"usage: {usage}",
+        "",
+        *textwrap.wrap(description, _HELP_WIDTH, break_on_hyphens=False),
+    ]
     groups: dict[str, list[Option]] = {}
     for row in _Table(rows).rows:
         groups.setdefault(row.group, []).append(row)
