@@ -220,6 +220,9 @@ class ReceiverAssociation(Association):
     def _serve_request(self, msg: Any, context_id: int) -> None:
         if self._sent_release:
             return
+        if getattr(msg, "MessageIDBeingRespondedTo", None) is not None:
+            log.warning("dimse.unexpected_response", peer=self.requestor.address)
+            return  # we sent no request: nothing to do with a response
         context = self._accepted_cx.get(context_id)
         if context is None:
             log.warning("dimse.unknown_context", context_id=context_id, peer=self.requestor.address)
