@@ -125,7 +125,7 @@ class TestDelays:
             (_, answer_after_data_1), (pushing_2, answer_after_data_2) = timings
             assert answer_after_data_1 >= 0.3  # k=1: response delay after all data arrived
             assert pushing_2 >= 0.6  # k=2: the sender could not get its data out for 600 ms
-            assert answer_after_data_2 < 0.3
+            assert answer_after_data_2 < 0.6  # k=2: no response delay, none after the data
         finally:
             assoc.release()
 

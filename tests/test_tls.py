@@ -172,6 +172,9 @@ class TestProtocols:
         )
         assert s_client(receiver, "-tls1_3").returncode == 0
         assert s_client(receiver, "-tls1_2").returncode != 0
+        run = storescu(receiver, pki, "+px", "+tla")
+        assert stored(run)
+        assert re.search(r"Protocol\s+: TLSv1.3", run.stdout + run.stderr)
 
     def test_tls_protocol_values_accumulate(self, receivers: Receivers, pki: Pki) -> None:
         receiver = receivers.start(
