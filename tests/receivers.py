@@ -132,11 +132,6 @@ def associate(
     )
 
 
-def rj_triple(assoc: Association) -> tuple[int, int, int]:
-    primitive = assoc.acceptor.primitive
-    return (primitive.result, primitive.result_source, primitive.diagnostic)
-
-
 def raw_request(
     port: int,
     *,
