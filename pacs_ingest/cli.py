@@ -1,26 +1,39 @@
 """`pacs-ingest up | receive | work | render`: parse options, start the parts, map failures to
 exit codes.
 
-Exit codes: 0 after a requested stop, 1 when the pipeline failed at run time, 2 for bad options or
-an unusable configuration (bad pattern, port in use), with a message and a hint on stderr.
+Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time, 2
+for bad options or an unusable configuration (bad pattern, port in use, unreadable key store),
+with a one-line `pacs-ingest: <message>` and a hint on stderr.
 """
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pacs_ingest import render
-from receiver.main import BindError, receive, start_receivers
+from receiver.main import receive, start_receivers
 from receiver.options import ROWS as RECEIVER_ROWS
 from receiver.options import ReceiverSettings
 from shared import __version__, log
 from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
-from shared.options import COMMON_ROWS, REDIS_URL_ROW, Option, add_options, dicom_int, positive
+from shared.options import (
+    COMMON_ROWS,
+    REDIS_URL_ROW,
+    Option,
+    StartupError,
+    dicom_int,
+    format_help,
+    hint,
+    parse_args,
+    positive,
+)
 from shared.processes import EXIT_CONFIG, StopSignal, stop_all, supervise
 from workers.main import ROWS as WORKER_ROWS
 from workers.main import WorkerSettings, start_workers, work
 
+PROG = "pacs-ingest"
 EXIT_FAILURE = 1
 _STOP_TIMEOUT_S = 13.5
 
@@ -33,57 +46,15 @@ UP_WORKERS = Option(
     metavar="n",
     env="PACS_INGEST_WORKERS",
 )
+_BIND = "-b [aet[@ip]:]port"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pacs-ingest",
-        allow_abbrev=False,
-        description="DICOM Storage SCP for high-volume ingest: receivers spool each object "
-        "durably, workers file it under a path built from its attributes.",
-    )
-    parser.add_argument("-V", "--version", action="version", version=f"pacs-ingest: {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
-
-    up = commands.add_parser(
-        "up",
-        allow_abbrev=False,
-        help="run receivers, workers and (without --redis-url) an "
-        "embedded Redis-compatible server, in the foreground",
-        description="Everything on one host. Without --redis-url or REDIS_URL an embedded "
-        "server keeps the queue in <spool-dir>/redis.",
-    )
-    add_options(up, (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, *COMMON_ROWS))
-
-    receive_cmd = commands.add_parser(
-        "receive",
-        allow_abbrev=False,
-        help="run receiver processes only",
-        description="Accept associations, spool objects, enqueue jobs on --redis-url.",
-    )
-    add_options(receive_cmd, (*RECEIVER_ROWS, _required(REDIS_URL_ROW), *COMMON_ROWS))
-
-    work_cmd = commands.add_parser(
-        "work",
-        allow_abbrev=False,
-        help="run worker processes only",
-        description="File spooled objects; any number of hosts may run workers on one queue.",
-    )
-    add_options(work_cmd, (*WORKER_ROWS, _required(REDIS_URL_ROW), *COMMON_ROWS))
-    render.add_command(commands)
-    return parser
-
-
-def _required(option: Option) -> Option:
-    return Option(
-        option.flags,
-        option.help,
-        option.group,
-        type=option.type,
-        env=option.env,
-        metavar=option.metavar,
-        required=True,
-    )
+@dataclass(frozen=True)
+class Command:
+    usage: str
+    description: str
+    rows: tuple[Option, ...]
+    run: Callable[[argparse.Namespace], int]
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -109,19 +80,82 @@ def _up(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
+COMMANDS = {
+    "up": Command(
+        f"{PROG} up [options] {_BIND} --spool-dir path",
+        "Everything on one host: receivers, workers and (without --redis-url or REDIS_URL) an "
+        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis. Options are "
+        "those of dcm4che's storescp, plus the queue and process options.",
+        (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, *COMMON_ROWS),
+        _up,
+    ),
+    "receive": Command(
+        f"{PROG} receive [options] {_BIND} --spool-dir path --redis-url url",
+        "Receiver processes only: accept associations, spool objects, enqueue jobs on "
+        "--redis-url. Options are those of dcm4che's storescp, plus the queue and process options.",
+        (*RECEIVER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
+        lambda args: receive(ReceiverSettings.from_args(args)),
+    ),
+    "work": Command(
+        f"{PROG} work [options] --redis-url url",
+        "Worker processes only: file spooled objects; any number of hosts may run workers on "
+        "one queue.",
+        (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
+        lambda args: work(WorkerSettings.from_args(args, args.processes)),
+    ),
+}
+
+TOP_HELP = f"""usage: {PROG} <command> [options]
+
+DICOM Storage SCP for high-volume ingest: receivers spool each object durably, workers file it
+under a path built from its attributes.
+
+commands:
+  up        run receivers, workers and (without --redis-url) an embedded Redis, in the foreground
+  receive   run receiver processes only
+  work      run worker processes only
+  render    print the archive path a --filepath pattern gives each file
+
+`{PROG} <command> -h` lists a command's options.
+"""
+
+
+VERSION = f"{PROG}: {__version__}\n"
+TOP_LEVEL = {"-h": TOP_HELP, "--help": TOP_HELP, "-V": VERSION, "--version": VERSION}
+
+
+def _fail(message: str, prog: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    print(hint(prog), file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _run(name: str, command: Command, argv: Sequence[str]) -> int:
+    args = parse_args(command.rows, argv)
+    if args.help:
+        print(format_help(command.usage, command.description, command.rows), end="")
+        return 0
+    if args.version:
+        print(f"{PROG}: {__version__}")
+        return 0
+    log.configure(args.log_level, role=name)
+    return command.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "render":
-        return render.run(args.pattern, args.files)
-    log.configure(args.log_level, role=args.command)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = argv[0] if argv else ""
+    if name in TOP_LEVEL:
+        print(TOP_LEVEL[name], end="")
+        return 0
+    if name == "render":
+        return render.main(argv[1:])
+    command = COMMANDS.get(name)
+    if command is None:
+        return _fail(f"unknown command {name!r}" if name else "missing command", PROG)
     try:
-        if args.command == "up":
-            return _up(args)
-        if args.command == "receive":
-            return receive(ReceiverSettings.from_args(args))
-        return work(WorkerSettings.from_args(args, args.processes))
-    except (BindError, EmbeddedRedisError) as exc:
-        print(f"pacs-ingest: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _run(name, command, argv[1:])
+    except (StartupError, EmbeddedRedisError) as exc:
+        return _fail(str(exc), f"{PROG} {name}")
     except KeyboardInterrupt:
         return 0

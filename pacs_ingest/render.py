@@ -29,12 +29,10 @@ def _pattern(text: str) -> Pattern:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Register `render` on the `pacs-ingest` command's subparsers."""
-    parser = commands.add_parser(
-        "render",
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pacs-ingest render",
         allow_abbrev=False,
-        help="print the archive path a --filepath pattern gives each file",
         description="Render PATTERN (dcm4che's --filepath language, see the README) for each "
         "DICOM FILE and print the path below --directory it would be filed at.",
     )
@@ -45,6 +43,7 @@ def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
         help="a --filepath pattern, e.g. '{now,date,yyyy/MM/dd}/{0020000D,hash}/{00080018}.dcm'",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="DICOM Part 10 files")
+    return parser
 
 
 def render_file(pattern: Pattern, path: Path, *, now: datetime, rng: random.Random) -> str:
@@ -72,3 +71,8 @@ def run(pattern: Pattern, files: Sequence[Path]) -> int:
             print(f"{path}: error: {exc}", file=sys.stderr)
             status = EXIT_SOME_FAILED
     return status
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    return run(args.pattern, args.files)

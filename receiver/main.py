@@ -4,11 +4,13 @@ import socket
 import sys
 from pathlib import Path
 
+from receiver import tls
 from receiver.options import Bind, ReceiverSettings
 from receiver.server import serve
 from receiver.sweeps import SweepScheduler
 from shared import log
 from shared.jobs import SweepJob
+from shared.options import ConfigError
 from shared.processes import EXIT_CONFIG, ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
 from shared.spool import Spool
@@ -16,14 +18,22 @@ from shared.spool import Spool
 _STOP_TIMEOUT_S = 13.0
 
 
-class BindError(OSError):
+class BindError(ConfigError):
     """Raised when the listening port cannot be opened (in use, no permission, bad address)."""
 
 
-def listen(bind: Bind) -> socket.socket:
+def listen(bind: Bind, receive_buffer: int = 0) -> socket.socket:
+    """The listening socket every receiver process inherits. SO_RCVBUF (--sorcv-buffer) is set
+    before listen(2), so accepted sockets inherit it and the TCP window scale matches it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock = socket.create_server((bind.host, bind.port), backlog=50)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.bind((bind.host, bind.port))
+        sock.listen(50)
     except OSError as exc:
+        sock.close()
         raise BindError(
             f"Unable to start TCPListener on {bind.host or '*'}:{bind.port}: {exc.strerror or exc}"
         ) from exc
@@ -35,14 +45,15 @@ def _receiver_process(settings: ReceiverSettings, listen_socket: socket.socket) 
     log.configure(settings.log_level, role="receiver")
     try:
         serve(settings, listen_socket)
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
         log.error("receiver.failed", error=str(exc))
         sys.exit(EXIT_CONFIG)
 
 
 def start_receivers(settings: ReceiverSettings) -> tuple[ProcessGroup, SweepScheduler]:
-    """Bind, create the spool, start the receiver processes and the sweep requests."""
-    listen_socket = listen(settings.bind)
+    """Check TLS, bind, create the spool, start the receiver processes and the sweep requests."""
+    tls.build(settings.tls, probe=True)  # a TLS problem stops start-up before the port opens
+    listen_socket = listen(settings.bind, settings.network.sorcv_buffer)
     Spool(settings.spool_dir).create()
     if not settings.ignore:
         Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)

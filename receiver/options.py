@@ -1,9 +1,16 @@
-"""The receiver's options, named as in dcm4che's storescp, and the settings they make."""
+"""The receiver's options, named as in dcm4che's storescp, and the settings they make.
+
+The storescp-specific rows are here; the shared network rows are in `network_options.py`, the TLS
+rows in `tls_options.py`. `ROWS` is all of them, in the order `-h` lists them.
+"""
 
 import argparse
 import os
 from dataclasses import dataclass
 
+from receiver import network_options, sop_classes, tls_options
+from receiver.network_options import NetworkSettings
+from receiver.tls_options import TlsSettings
 from shared.jobs import DUPLICATE_POLICIES, Filing
 from shared.options import Option, dicom_int, non_negative, positive
 from shared.pattern import Pattern, PatternError
@@ -72,15 +79,15 @@ def duplicates_policy(text: str) -> str:
     return text
 
 
-NETWORK = "network"
+ASSOCIATION = "association"
 STORAGE = "storage"
 PROCESSES = "processes"
 
-ROWS = (
+STORESCP_ROWS = (
     Option(
         ("-b", "--bind"),
-        "listen on port, require Called AE title aet, bind to ip",
-        NETWORK,
+        "listen on port, require Called AE title aet (none or *: any), bind to ip",
+        ASSOCIATION,
         type=parse_bind,
         metavar="[aet[@ip]:]port",
         required=True,
@@ -89,10 +96,42 @@ ROWS = (
     Option(
         ("--accept",),
         "accept only associations from these Calling AE titles",
-        NETWORK,
+        ASSOCIATION,
         type=str,
         kind="multi",
         metavar="aet",
+    ),
+    Option(
+        ("--sop-classes",),
+        "file of accepted SOP classes and their transfer syntaxes (Java .properties)",
+        ASSOCIATION,
+        type=str,
+        default=sop_classes.DEFAULT_LOCATION,
+        env="PACS_INGEST_SOP_CLASSES",
+        metavar="file|url",
+    ),
+    Option(
+        ("--accept-unknown",),
+        "accept any SOP class with any transfer syntax (--sop-classes is then not read)",
+        ASSOCIATION,
+        kind="flag",
+        env="PACS_INGEST_ACCEPT_UNKNOWN",
+    ),
+    Option(
+        ("--receive-delay",),
+        "pause before reading the data set of an association's k-th C-STORE: value (k-1) mod n",
+        STORAGE,
+        type=dicom_int,
+        kind="multi",
+        metavar="ms",
+    ),
+    Option(
+        ("--response-delay",),
+        "pause before answering an association's k-th C-STORE: value (k-1) mod n",
+        STORAGE,
+        type=dicom_int,
+        kind="multi",
+        metavar="ms",
     ),
     Option(
         ("--status",),
@@ -142,6 +181,9 @@ ROWS = (
         default=50,
         metavar="ms",
     ),
+)
+
+OUR_ROWS = (
     Option(
         ("--duplicates",),
         "when an object's path is taken: overwrite, keep-existing, keep-both (new one gets "
@@ -187,14 +229,21 @@ ROWS = (
     ),
 )
 
+ROWS = (*STORESCP_ROWS, *network_options.ROWS, *tls_options.ROWS, *OUR_ROWS)
+
 
 @dataclass(frozen=True, slots=True)
 class ReceiverSettings:
     bind: Bind
     accept: tuple[str, ...]
+    capabilities: sop_classes.Capabilities
+    receive_delay: tuple[int, ...]
+    response_delay: tuple[int, ...]
     status: int
     ignore: bool
     require_queue: bool
+    network: NetworkSettings
+    tls: TlsSettings
     spool_dir: str
     filing: Filing
     receivers: int
@@ -205,12 +254,22 @@ class ReceiverSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ReceiverSettings":
+        """Settings from parsed options; ConfigError if the --sop-classes file is unusable."""
         return cls(
             bind=args.bind,
-            accept=tuple(args.accept or ()),
+            accept=tuple(args.accept),
+            capabilities=(
+                sop_classes.ACCEPT_UNKNOWN
+                if args.accept_unknown
+                else sop_classes.load(args.sop_classes)
+            ),
+            receive_delay=tuple(args.receive_delay),
+            response_delay=tuple(args.response_delay),
             status=args.status,
             ignore=args.ignore,
             require_queue=args.require_queue,
+            network=NetworkSettings.from_args(args),
+            tls=TlsSettings.from_args(args),
             spool_dir=os.path.abspath(args.spool_dir),
             filing=Filing(
                 directory=os.path.abspath(args.directory),

@@ -1,13 +1,25 @@
-"""Command-line options as a table: one row per option, shared parsing rules, exit 2 on bad input.
+"""Command-line options as a table: one row per option, dcm4che's parsing rules, exit 2 if bad.
 
-Each part of the product (receiver, workers, the command) declares its rows; `add_options` turns
-rows into argparse arguments. Numbers follow dcm4che's rules (a trailing `H` means hex), and a
-value from an environment variable is checked exactly like one from the command line.
+Each part of the product (receiver, workers, the command) declares its rows; `parse_args` reads a
+command line the way dcm4che's tools do (commons-cli's POSIX parser), so a `storescp` command line
+means the same thing here:
+
+* `--name value`, `--name=value`, `-b value`, `-bvalue`; no abbreviations of long names;
+* an option of kind "multi" is greedy: every following token is one more value until a token that
+  is a *known* option (an unknown `--foo` there is a value, not an error); repeats accumulate;
+* an option of kind "value" given twice keeps its first value, unless the row says `accumulate`;
+* values are never split on commas; positional tokens and everything after `--` are ignored;
+* numbers follow dcm4che's rules (a trailing `H` means hex).
+
+A value from an environment variable is checked exactly like one from the command line. `-h` and
+`-V` are answered only once the whole command line scanned without error, before required options
+and values are checked (as the reference does).
 """
 
 import argparse
 import os
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +27,31 @@ from typing import Any
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
 _HEX = re.compile(r"[+-]?[0-9a-fA-F]+H")
+_HELP_WIDTH = 100
+_FLAG_COLUMN = 32
+
+
+class StartupError(Exception):
+    """Base of every reason a command cannot start: it exits 2 with the message and a hint."""
+
+
+class OptionsError(StartupError):
+    """The command line itself is wrong: unknown option, missing value, bad number, missing -b."""
+
+
+class ConfigError(StartupError):
+    """The options parse, but describe something that cannot work (unreadable key store, unknown
+    SOP class keyword, a TLS version OpenSSL refuses, a port in use)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One command-line option. `kind` is "value", "flag" (store_true) or "multi" (1+ values)."""
+    """One command-line option.
+
+    `kind` is "value" (one value; the first occurrence wins unless `accumulate`, then every
+    occurrence is kept in order), "flag" (present or not) or "multi" (greedy, one or more values
+    per occurrence, all occurrences accumulate).
+    """
 
     flags: tuple[str, ...]
     help: str
@@ -30,10 +62,15 @@ class Option:
     metavar: str | None = None
     kind: str = "value"
     required: bool = False
+    accumulate: bool = False
 
     @property
     def dest(self) -> str:
         return self.flags[-1].lstrip("-").replace("-", "_")
+
+    @property
+    def name(self) -> str:
+        return self.flags[-1]
 
 
 def dicom_int(text: str) -> int:
@@ -69,55 +106,166 @@ def positive(parse: Callable[[str], int]) -> Callable[[str], int]:
     return parse_positive
 
 
-def _env_default(option: Option, parser: argparse.ArgumentParser) -> Any:
-    if option.env is None or option.env not in os.environ:
-        return option.default
-    raw = os.environ[option.env]
-    if option.kind == "flag":
-        return raw.lower() in ("1", "true", "yes", "on")
-    if option.type is None:
-        return raw
+HELP = Option(("-h", "--help"), "show this help and exit", "help", kind="flag")
+VERSION = Option(("-V", "--version"), "show the version and exit", "help", kind="flag")
+
+
+class _Table:
+    """The rows of one command, found by flag."""
+
+    def __init__(self, rows: Iterable[Option]) -> None:
+        self.rows = [HELP, VERSION, *rows]
+        self.by_flag = {flag: row for row in self.rows for flag in row.flags}
+
+    def match(self, token: str) -> list[tuple[Option, str | None]]:
+        """The options `token` names, each with its attached value; [] if it names none."""
+        if token.startswith("--"):
+            name, equals, value = token.partition("=")
+            row = self.by_flag.get(name)
+            return [(row, value if equals else None)] if row else []
+        if len(token) < 2 or token[0] != "-":
+            return []
+        row = self.by_flag.get(token[:2])
+        if row is None:
+            return []
+        if len(token) == 2 or row.kind != "flag":
+            return [(row, token[2:] or None)]
+        # A burst of short flags, e.g. -hV.
+        burst = [self.by_flag.get(f"-{char}") for char in token[1:]]
+        if all(flag is not None and flag.kind == "flag" for flag in burst):
+            return [(flag, None) for flag in burst if flag is not None]
+        return []
+
+
+def _scan(table: _Table, argv: Sequence[str]) -> dict[Option, list[str]]:
+    """Every occurrence's raw values, per option, in command-line order."""
+    found: dict[Option, list[str]] = {}
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        index += 1
+        if token == "--":
+            break
+        matches = table.match(token)
+        if not matches:
+            if token.startswith("-") and token != "-":
+                raise OptionsError(f"Unrecognized option: {token}")
+            continue  # a positional argument: accepted and ignored, as by the reference
+        for row, attached in matches:
+            values = found.setdefault(row, [])
+            if row.kind == "flag":
+                values.append("")
+                continue
+            taken = [] if attached is None else [attached]
+            while index < len(argv) and (row.kind == "multi" or not taken):
+                if table.match(argv[index]):
+                    break
+                taken.append(argv[index])
+                index += 1
+            if not taken:
+                raise OptionsError(f"Missing argument for option: {row.flags[0].lstrip('-')}")
+            values.extend(taken)
+    return found
+
+
+def _convert(row: Option, text: str, source: str) -> Any:
+    if row.type is None:
+        return text
     try:
-        return option.type(raw)
+        return row.type(text)
     except (argparse.ArgumentTypeError, ValueError) as exc:
-        parser.error(f"environment variable {option.env}: {exc}")
+        raise OptionsError(f"{source}: {exc}") from None
 
 
-def add_options(parser: argparse.ArgumentParser, rows: Iterable[Option]) -> None:
-    """Add `rows` to `parser`, one argument group per `Option.group`, defaults shown in help."""
-    groups: dict[str, Any] = {}
-    for option in rows:
-        group = groups.get(option.group)
-        if group is None:
-            group = groups[option.group] = parser.add_argument_group(option.group)
-        default = _env_default(option, parser)
-        help_text = option.help
-        if option.kind != "flag" and default not in (None, [], ""):
-            help_text += f" (default: {default})"
-        if option.env:
-            help_text += f" [env {option.env}]"
-        kwargs: dict[str, Any] = {"dest": option.dest, "help": help_text, "default": default}
-        if option.kind == "flag":
-            kwargs["action"] = "store_true"
-        else:
-            kwargs["type"] = option.type
-            kwargs["metavar"] = option.metavar
-            if option.kind == "multi":
-                kwargs["nargs"] = "+"
-                kwargs["action"] = "extend"
-            kwargs["required"] = option.required and default is None
-        group.add_argument(*option.flags, **kwargs)
+def _from_environment(row: Option) -> Any:
+    raw = os.environ[row.env] if row.env else ""
+    source = f"environment variable {row.env}"
+    if row.kind == "flag":
+        return raw.lower() in ("1", "true", "yes", "on")
+    if row.kind == "multi" or row.accumulate:
+        return [_convert(row, item, source) for item in raw.split()]
+    return _convert(row, raw, source)
 
 
-def make_parser(prog: str, description: str, rows: Sequence[Option]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_options(parser, rows)
-    return parser
+def _value(row: Option, given: list[str] | None) -> Any:
+    """The option's value: from the command line, else the environment, else its default."""
+    if given is None and row.env and row.env in os.environ:
+        return _from_environment(row)
+    if given is None and row.required:
+        raise OptionsError(f"missing required option {row.flags[0]}")
+    if row.kind == "flag":
+        return given is not None
+    if row.kind == "multi" or row.accumulate:
+        if given is None:
+            return list(row.default or ())
+        return [_convert(row, text, row.name) for text in given]
+    return row.default if given is None else _convert(row, given[0], row.name)
+
+
+def parse_args(rows: Iterable[Option], argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv` by the rules above; raise OptionsError for anything the reference refuses.
+
+    With -h or -V only `help` and `version` are set: the caller answers them and exits 0.
+    """
+    table = _Table(rows)
+    found = _scan(table, argv)
+    args = argparse.Namespace(help=HELP in found, version=VERSION in found)
+    if args.help or args.version:
+        return args
+    for row in table.rows[2:]:
+        setattr(args, row.dest, _value(row, found.get(row)))
+    return args
+
+
+def hint(prog: str) -> str:
+    return f"Try `{prog} --help' for more information."
+
+
+def _describe(row: Option) -> str:
+    text = row.help
+    if row.required:
+        text += " (required)"
+    elif row.kind != "flag" and row.default not in (None, [], (), ""):
+        default = row.default
+        if isinstance(default, (list, tuple)):
+            default = " ".join(str(item) for item in default)
+        text += f" (default: {default})"
+    if row.kind == "multi":
+        text += " (several values may follow)"
+    elif row.accumulate:
+        text += " (may be repeated)"
+    if row.env:
+        text += f" [env {row.env}]"
+    return text
+
+
+def format_help(usage: str, description: str, rows: Iterable[Option]) -> str:
+    """Usage, description, then every option of every group with its default and env var."""
+    lines = [
+        f"usage: {usage}",
+        "",
+        *textwrap.wrap(description, _HELP_WIDTH, break_on_hyphens=False),
+    ]
+    groups: dict[str, list[Option]] = {}
+    for row in _Table(rows).rows:
+        groups.setdefault(row.group, []).append(row)
+    indent = " " * _FLAG_COLUMN
+    for group, members in groups.items():
+        lines += ["", f"{group}:"]
+        for row in members:
+            flags = "  " + ", ".join(row.flags)
+            if row.metavar:
+                flags += f" {row.metavar}"
+            wrapped = textwrap.wrap(
+                _describe(row), _HELP_WIDTH - _FLAG_COLUMN, break_on_hyphens=False
+            )
+            if len(flags) < _FLAG_COLUMN - 1:
+                lines.append(flags.ljust(_FLAG_COLUMN) + wrapped[0])
+                wrapped = wrapped[1:]
+            else:
+                lines.append(flags)
+            lines += [indent + line for line in wrapped]
+    return "\n".join(lines) + "\n"
 
 
 COMMON = "queue and logging"

@@ -9,6 +9,7 @@ from redis import Redis
 
 from shared.embedded_redis import RedisServer, free_port, server_binary
 from tests.helpers import Command, wait_for_port
+from tests.receivers import Receivers
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,3 +114,13 @@ def pipeline(tmp_path: Path, redis_url: str, port: int) -> Iterator[Pipeline]:
     pipe = Pipeline(tmp_path, redis_url, port)
     yield pipe
     pipe.stop_all()
+
+
+@pytest.fixture(scope="module")
+def receivers(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[Receivers]:
+    """`pacs-ingest receive` processes shared by one test module's tests."""
+    started = Receivers(tmp_path_factory.mktemp("receivers"), redis_server.url)
+    yield started
+    started.stop_all()
