@@ -14,6 +14,7 @@ pynetdicom `Association` with four parts replaced, each at the point pynetdicom'
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -58,6 +59,8 @@ class AssociationRules:
     response_delays: tuple[int, ...] = ()
     soclose_delay_ms: int = 50
     max_pdulen_snd: int = 16378
+    # Why new associations must wait (receiver.pressure), or None.
+    refusal: Callable[[], str | None] = lambda: None
 
 
 def request_facts(assoc: Association) -> AssociateRequest:
@@ -107,6 +110,8 @@ class _PolicyACSE(ACSE):
         self.requestor.ae_title = cast(A_ASSOCIATE, self.requestor.primitive).calling_ae_title
         facts = request_facts(assoc)
         answer = negotiation.negotiate(facts, assoc.rules.policy)
+        if isinstance(answer, negotiation.Acceptance) and (why := assoc.rules.refusal()):
+            answer = negotiation.congested(why)
         peer = self.requestor.address
         if isinstance(answer, negotiation.Rejection):
             log.warning(

@@ -18,7 +18,10 @@ DICOM_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source, reason/diagnostic
 REJECTED_PERMANENT = 1
+REJECTED_TRANSIENT = 2
 SOURCE_SERVICE_USER = 1
+SOURCE_SERVICE_PROVIDER_PRESENTATION = 3
+TEMPORARY_CONGESTION = 1
 APPLICATION_CONTEXT_NAME_NOT_SUPPORTED = 2
 CALLING_AE_TITLE_NOT_RECOGNIZED = 3
 CALLED_AE_TITLE_NOT_RECOGNIZED = 7
@@ -147,6 +150,14 @@ def check(request: AssociateRequest, policy: AssociationPolicy) -> Rejection | N
             f"Calling AE title {calling!r} is not in --accept",
         )
     return None
+
+
+def congested(why: str) -> Rejection:
+    """A transient rejection: the sender should try again later (our back-pressure; the
+    reference never refuses for load)."""
+    return Rejection(
+        REJECTED_TRANSIENT, SOURCE_SERVICE_PROVIDER_PRESENTATION, TEMPORARY_CONGESTION, why
+    )
 
 
 def find_capability(

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from receiver import network_options, sop_classes, tls_options
 from receiver.network_options import NetworkSettings
+from receiver.pressure import PressureLimits
 from receiver.tls_options import TlsSettings
 from shared.jobs import DUPLICATE_POLICIES, Filing
-from shared.options import Option, dicom_int, non_negative, positive
+from shared.options import Option, byte_size, dicom_int, non_negative, positive
 from shared.pattern import Pattern, PatternError
 
 DEFAULT_PORT_HINT = "-b [aet[@ip]:]port"
@@ -211,6 +212,26 @@ OUR_ROWS = (
         kind="flag",
     ),
     Option(
+        ("--min-free-space",),
+        "refuse new associations (transient: try later) while the spool's file system has less "
+        "free space, e.g. 500M or 2G; 0: never",
+        STORAGE,
+        type=byte_size,
+        default=100 << 20,  # 100M
+        metavar="size",
+        env="PACS_INGEST_MIN_FREE_SPACE",
+    ),
+    Option(
+        ("--max-backlog",),
+        "refuse new associations (transient) while more objects than this wait to be filed; "
+        "0: never",
+        STORAGE,
+        type=non_negative(dicom_int),
+        default=0,
+        metavar="n",
+        env="PACS_INGEST_MAX_BACKLOG",
+    ),
+    Option(
         ("--receivers",),
         "receiver processes sharing the port",
         PROCESSES,
@@ -242,6 +263,7 @@ class ReceiverSettings:
     status: int
     ignore: bool
     require_queue: bool
+    pressure: PressureLimits
     network: NetworkSettings
     tls: TlsSettings
     spool_dir: str
@@ -268,6 +290,7 @@ class ReceiverSettings:
             status=args.status,
             ignore=args.ignore,
             require_queue=args.require_queue,
+            pressure=PressureLimits(args.min_free_space, args.max_backlog),
             network=NetworkSettings.from_args(args),
             tls=TlsSettings.from_args(args),
             spool_dir=os.path.abspath(args.spool_dir),

@@ -26,6 +26,7 @@ from receiver.commit import Committer
 from receiver.negotiation import AssociationPolicy
 from receiver.network_options import NetworkSettings
 from receiver.options import ReceiverSettings
+from receiver.pressure import Pressure
 from receiver.spool_file import SpoolFiles
 from receiver.store import StoreHandler, StorePolicy
 from shared import log
@@ -48,7 +49,7 @@ def configure_pynetdicom() -> None:
     _config.LOG_HANDLER_LEVEL = "none"
 
 
-def association_rules(settings: ReceiverSettings) -> AssociationRules:
+def association_rules(settings: ReceiverSettings, pressure: Pressure) -> AssociationRules:
     network = settings.network
     return AssociationRules(
         policy=AssociationPolicy(
@@ -62,6 +63,7 @@ def association_rules(settings: ReceiverSettings) -> AssociationRules:
         response_delays=settings.response_delay,
         soclose_delay_ms=network.soclose_delay,
         max_pdulen_snd=network.max_pdulen_snd,
+        refusal=pressure.refusal,
     )
 
 
@@ -199,6 +201,8 @@ def serve(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
     spool.create()
     files = SpoolFiles(spool)
     files.install()
+    pressure = Pressure(spool, settings.pressure)
+    pressure.start()
     committer = Committer(
         spool, ingest_queue(connect(settings.redis_url), settings.queue), settings.filing
     )
@@ -232,7 +236,7 @@ def serve(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
         ],
         server_class=ReceiverServer,
         listen_socket=listen_socket,
-        rules=association_rules(settings),
+        rules=association_rules(settings, pressure),
         network=settings.network,
         tls_context=tls.build(settings.tls, probe=False),
     )
@@ -251,4 +255,5 @@ def serve(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
                     assoc.abort()
         time.sleep(0.05)
     committer.close()
+    pressure.stop()
     log.event("receiver.stopped", unfinished_associations=len(_established(server)))

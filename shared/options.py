@@ -86,6 +86,18 @@ def dicom_int(text: str) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """A size in bytes: a whole number, optionally followed by K, M, G or T (powers of 1024)."""
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    digits = text[: len(text) - len(unit)]
+    if unit not in _SIZE_UNITS or not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (e.g. 500M, 2G)")
+    return int(digits) * _SIZE_UNITS[unit]
+
+
 def non_negative(parse: Callable[[str], int]) -> Callable[[str], int]:
     def parse_non_negative(text: str) -> int:
         value = parse(text)

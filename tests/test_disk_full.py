@@ -37,7 +37,9 @@ def _echo(port: int) -> int:
 def test_a_full_spool_answers_out_of_resources_and_keeps_serving(pipeline: Pipeline) -> None:
     objects = make_corpus(pipeline.tmp_path / "corpus", 6, size=300_000)
     with tmpfs(pipeline.spool, "1m"):
-        pipeline.receive()  # no workers: nothing drains the spool
+        # No workers: nothing drains the spool. No free-space watermark: the point is what
+        # happens when a store meets a full disk (test_back_pressure covers the watermark).
+        pipeline.receive("--min-free-space", "0")
         results = _send_each(objects, pipeline.port)
         stored = [r for r in results if r[0] == 0]
         refused = [r for r in results if r[0] != 0]
