@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pacs_ingest import render
 from receiver.main import receive, start_receivers
+from receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from receiver.options import ROWS as RECEIVER_ROWS
-from receiver.options import ReceiverSettings
 from shared import __version__, log
 from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
 from shared.options import (
@@ -32,6 +32,8 @@ from shared.options import (
 from shared.processes import EXIT_CONFIG, StopSignal, stop_all, supervise
 from workers.main import ROWS as WORKER_ROWS
 from workers.main import WorkerSettings, start_workers, work
+from workers.reprocess import ROWS as REPROCESS_ROWS
+from workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
 EXIT_FAILURE = 1
@@ -103,6 +105,25 @@ COMMANDS = {
         (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
         lambda args: work(WorkerSettings.from_args(args, args.processes)),
     ),
+    "reprocess": Command(
+        f"{PROG} reprocess [--failed] [--import path...] [--watch dir...] --spool-dir path "
+        "--redis-url url",
+        "File objects again: those in the spool's failed/, DICOM files from any folder tree, "
+        "or a hot folder. They are filed with the storage options given here.",
+        (*REPROCESS_ROWS, *FILING_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
+        lambda args: reprocess(
+            ReprocessSettings(
+                spool_dir=args.spool_dir,
+                filing=filing_from_args(args),
+                failed=args.failed,
+                imports=tuple(getattr(args, "import")),
+                watch=tuple(args.watch),
+                move=args.move,
+                redis_url=args.redis_url,
+                queue=args.queue,
+            )
+        ),
+    ),
 }
 
 TOP_HELP = f"""usage: {PROG} <command> [options]
@@ -114,6 +135,7 @@ commands:
   up        run receivers, workers and (without --redis-url) an embedded Redis, in the foreground
   receive   run receiver processes only
   work      run worker processes only
+  reprocess file again what is in failed/, in a folder tree, or arrives in a hot folder
   render    print the archive path a --filepath pattern gives each file
 
 `{PROG} <command> -h` lists a command's options.

@@ -294,16 +294,32 @@ class ReceiverSettings:
             network=NetworkSettings.from_args(args),
             tls=TlsSettings.from_args(args),
             spool_dir=os.path.abspath(args.spool_dir),
-            filing=Filing(
-                directory=os.path.abspath(args.directory),
-                filepath=args.filepath,
-                rename_retries=args.rename_retries,
-                rename_retry_jitter=args.rename_retry_jitter,
-                duplicates=args.duplicates,
-            ),
+            filing=filing_from_args(args),
             receivers=args.receivers,
             sweep_interval=args.sweep_interval,
             redis_url=args.redis_url,
             queue=args.queue,
             log_level=args.log_level,
         )
+
+
+FILING_DESTS = (
+    "directory",
+    "filepath",
+    "rename_retries",
+    "rename_retry_jitter",
+    "duplicates",
+    "spool_dir",
+)
+FILING_ROWS = tuple(row for row in ROWS if row.dest in FILING_DESTS)
+
+
+def filing_from_args(args: argparse.Namespace) -> Filing:
+    """Where and how objects are filed, from the storage options (also `reprocess`'s)."""
+    return Filing(
+        directory=os.path.abspath(args.directory),
+        filepath=args.filepath,
+        rename_retries=args.rename_retries,
+        rename_retry_jitter=args.rename_retry_jitter,
+        duplicates=args.duplicates,
+    )

@@ -11,6 +11,7 @@ about what still has to be done, whatever Redis says. Each receiver process writ
 incoming/ subfolder, so the leftovers of a dead process can be told from a live one's work.
 """
 
+import errno
 import os
 import shutil
 import socket
@@ -128,20 +129,65 @@ class Spool:
         fsync_dir(self.failed)
         return target
 
+    def unquarantine(self) -> list[str]:
+        """Move every object in failed/ back to ready/ (reason files removed); their names."""
+        names = []
+        for path in sorted(self.failed.glob("*" + READY_SUFFIX)):
+            name = path.name[: -len(READY_SUFFIX)]
+            os.rename(path, self.ready_path(name))
+            names.append(name)
+        if names:
+            fsync_dir(self.ready)
+            fsync_dir(self.failed)
+        for name in names:
+            (self.failed / (name + ".json")).unlink(missing_ok=True)
+        return names
+
+    def admit(self, source: Path, *, move: bool) -> str:
+        """Put an external Part 10 file into ready/, durably; its spool name.
+
+        `move` renames it in when it is on the spool's file system (else copies it, then removes
+        the original once the copy is durable); otherwise the original stays untouched.
+        """
+        name = new_name()
+        target = self.ready_path(name)
+        if move:
+            try:
+                os.rename(source, target)
+                fsync_dir(self.ready)
+                fsync_dir(source.parent)
+                return name
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        part = self.part_path(name)
+        try:
+            with open(source, "rb") as src, open(part, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.rename(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        fsync_dir(self.ready)
+        if move:
+            source.unlink()
+        return name
+
     # -- recovery ----------------------------------------------------------------------------
 
-    def remove_dead_incoming(self, *, now: float, alive: "set[int] | None" = None) -> list[Path]:
+    def remove_dead_incoming(self, *, now: float) -> list[Path]:
         """Remove the incoming/ folders of receiver processes that no longer run.
 
         On this host a folder is dead when its process is; another host's folder when nothing in
-        it changed for an hour. `alive` (pids) is for tests; by default the process table decides.
+        it changed for an hour. `now` is a time.time() reading.
         """
         host = socket.gethostname()
         removed = []
         for folder in self.incoming.iterdir():
             folder_host, _, pid = folder.name.rpartition(".")
             if folder_host == host and pid.isdigit():
-                dead = not _pid_alive(int(pid)) if alive is None else int(pid) not in alive
+                dead = not _pid_alive(int(pid))
             else:
                 dead = now - _newest_mtime(folder) > _FOREIGN_INCOMING_TTL_S
             if dead:
