@@ -45,7 +45,7 @@ class RedisServer:
 
     def __init__(self, binary: Path, data_dir: Path, *, persistent: bool) -> None:
         self.binary = binary
-        self.data_dir = data_dir
+        self.data_dir = data_dir.absolute()  # the server changes into --dir before its log opens
         self.persistent = persistent
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
