@@ -60,39 +60,20 @@ class Pipeline:
         return command
 
     def up(self, *extra: str, ae_title: str = "INGEST") -> Command:
-        command = self.run(
-            "up",
-            "-b",
-            f"{ae_title}:{self.port}",
-            "--directory",
-            str(self.archive),
-            "--spool-dir",
-            str(self.spool),
-            "--redis-url",
-            self.redis_url,
-            "--sweep-interval",
-            "1",
-            *extra,
-            log_name="up.log",
-        )
-        wait_for_port(self.port)
-        return command
+        return self._listen("up", extra, ae_title)
 
     def receive(self, *extra: str, ae_title: str = "INGEST") -> Command:
+        return self._listen("receive", extra, ae_title)
+
+    def _listen(self, name: str, extra: tuple[str, ...], ae_title: str) -> Command:
+        """Start `up` or `receive` on this pipeline's paths and wait until the port listens."""
         command = self.run(
-            "receive",
-            "-b",
-            f"{ae_title}:{self.port}",
-            "--directory",
-            str(self.archive),
-            "--spool-dir",
-            str(self.spool),
-            "--redis-url",
-            self.redis_url,
-            "--sweep-interval",
-            "1",
+            name,
+            *("-b", f"{ae_title}:{self.port}", "--directory", str(self.archive)),
+            *("--spool-dir", str(self.spool), "--redis-url", self.redis_url),
+            *("--sweep-interval", "1"),
             *extra,
-            log_name="receive.log",
+            log_name=f"{name}.log",
         )
         wait_for_port(self.port)
         return command
