@@ -2,7 +2,7 @@
 
 dcm4che's configuration files (the `--sop-classes` list of storescp) use this format: ISO-8859-1,
 `#` or `!` comment lines, `key=value`, `key:value` or `key value`, a backslash at the end of a line
-continues it on the next (whose leading white space is dropped), and `\\uXXXX`, `\\t`, `\\n`, `\\r`,
+continues it on the next (whose leading white space is dropped), and `\\u` with four hex digits, `\\t`, `\\n`, `\\r`,
 `\\f` escapes; any other escaped character stands for itself (so `\\:` puts a colon in a key).
 """
 
@@ -13,7 +13,7 @@ _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
 
 class PropertiesError(ValueError):
-    """Raised for text java.util.Properties would refuse (a malformed \\uXXXX escape)."""
+    """Raised for text java.util.Properties would refuse (a malformed \\u escape)."""
 
 
 @dataclass(frozen=True, slots=True)
