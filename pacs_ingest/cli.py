@@ -36,7 +36,6 @@ from workers.reprocess import ROWS as REPROCESS_ROWS
 from workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
-EXIT_FAILURE = 1
 _STOP_TIMEOUT_S = 13.5
 
 UP_WORKERS = Option(

@@ -16,8 +16,6 @@ from shared.jobs import DUPLICATE_POLICIES, Filing
 from shared.options import Option, byte_size, dicom_int, non_negative, positive
 from shared.pattern import Pattern, PatternError
 
-DEFAULT_PORT_HINT = "-b [aet[@ip]:]port"
-
 
 @dataclass(frozen=True, slots=True)
 class Bind:

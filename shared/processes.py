@@ -109,9 +109,6 @@ class ProcessGroup:
     def _live(self) -> list[BaseProcess]:
         return [p for p in self.processes if p is not None and p.is_alive()]
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._live() if p.pid is not None]
-
     def reap(self, now: float) -> int | None:
         """Restart children dead for a second (if `restart`); EXIT_CONFIG if one said so.
 

@@ -2,8 +2,9 @@
 
 dcm4che's configuration files (the `--sop-classes` list of storescp) use this format: ISO-8859-1,
 `#` or `!` comment lines, `key=value`, `key:value` or `key value`, a backslash at the end of a line
-continues it on the next (whose leading white space is dropped), and `\\u` with four hex digits, `\\t`, `\\n`, `\\r`,
-`\\f` escapes; any other escaped character stands for itself (so `\\:` puts a colon in a key).
+continues it on the next (whose leading white space is dropped), and `\\u` with four hex
+digits, `\\t`, `\\n`, `\\r`, `\\f` escapes; any other escaped character stands for itself
+(so `\\:` puts a colon in a key).
 """
 
 from dataclasses import dataclass

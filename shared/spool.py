@@ -15,7 +15,6 @@ import errno
 import os
 import shutil
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,7 +213,3 @@ def _newest_mtime(folder: Path) -> float:
         except FileNotFoundError:
             continue
     return newest
-
-
-def age(mtime: float, now: float | None = None) -> float:
-    return (time.time() if now is None else now) - mtime
