@@ -7,8 +7,9 @@ Generates a corpus (benchmarks.corpus), splits it over N parallel DCMTK storescu
 association each, TCP_NODELAY=1), and sends it first to `storescp --fork` (the yardstick: writes
 each object to a file, no fsync, no queue), then to `pacs-ingest up` (fsynced spool, Redis queue,
 workers filing into the archive). pacs-ingest is timed twice: until every object was acknowledged
-(the senders are done) and until every object was filed in the archive. Prints objects/s, MB/s
-and the ratios to storescp.
+(the senders are done) and until every object was filed in the archive. The two alternate for
+--repeat rounds, since this machine's speed drifts; the medians are printed: objects/s, MB/s and
+the ratios to storescp.
 """
 
 import argparse
@@ -102,6 +103,7 @@ def _send(folders: list[Path], port: int) -> float:
 
 def run_storescp(folders: list[Path], count: int, megabytes: float, workdir: Path) -> Result:
     out = workdir / "storescp-out"
+    shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     port = _free_port()
     scp = subprocess.Popen(
@@ -126,6 +128,8 @@ def run_pacs_ingest(
     folders: list[Path], count: int, megabytes: float, workdir: Path, args: argparse.Namespace
 ) -> tuple[Result, Result]:
     archive, spool = workdir / "archive", workdir / "spool"
+    shutil.rmtree(archive, ignore_errors=True)
+    shutil.rmtree(spool, ignore_errors=True)
     port = _free_port()
     log = open(workdir / "pacs-ingest.log", "wb")  # noqa: SIM115 - lives as long as the child
     up = subprocess.Popen(
@@ -144,8 +148,6 @@ def run_pacs_ingest(
             str(args.receivers),
             "--workers",
             str(args.workers),
-            "--log-level",
-            "WARNING",
         ],
         cwd=ROOT,
         stdout=log,
@@ -171,6 +173,10 @@ def run_pacs_ingest(
     )
 
 
+def _median(results: list[Result]) -> Result:
+    return sorted(results, key=lambda result: result.seconds)[len(results) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="objects to send")
@@ -178,6 +184,9 @@ def main() -> None:
     parser.add_argument("--associations", type=int, default=4, help="parallel storescu senders")
     parser.add_argument("--receivers", type=int, default=2, help="pacs-ingest receivers")
     parser.add_argument("--workers", type=int, default=1, help="pacs-ingest workers")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds, alternating the two; medians are shown"
+    )
     args = parser.parse_args()
     if not shutil.which("storescu") or not shutil.which("storescp"):
         parser.error("DCMTK's storescu and storescp are needed (Debian package dcmtk)")
@@ -191,8 +200,15 @@ def main() -> None:
             f"{args.associations} associations, pacs-ingest with {args.receivers} receivers "
             f"and {args.workers} workers, {os.cpu_count()} cores"
         )
-        yardstick = run_storescp(folders, args.count, megabytes, workdir)
-        acked, filed = run_pacs_ingest(folders, args.count, megabytes, workdir, args)
+        rounds = []
+        for _ in range(args.repeat):
+            rounds.append(
+                (
+                    run_storescp(folders, args.count, megabytes, workdir),
+                    *run_pacs_ingest(folders, args.count, megabytes, workdir, args),
+                )
+            )
+        yardstick, acked, filed = (_median([r[i] for r in rounds]) for i in range(3))
         print(yardstick.line())
         print(acked.line(yardstick))
         print(filed.line(yardstick))
