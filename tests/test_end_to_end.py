@@ -16,6 +16,7 @@ from tests.helpers import (
     CorpusFile,
     archive_files,
     corpus,
+    corpus_file,
     pynetdicom_send,
     rounds,
     storescu_send,
@@ -169,3 +170,14 @@ def test_receive_and_work_run_apart_and_a_killed_worker_loses_nothing(
     assert set(_filed_by_uid(pipeline.archive)) == expected
     assert not any((pipeline.spool / "ready").iterdir())
     assert not any((pipeline.spool / "failed").iterdir())
+
+
+def test_a_burst_worker_files_the_backlog_and_exits(pipeline: Pipeline) -> None:
+    sources = make_corpus(pipeline.tmp_path / "corpus", 20, size=4096)
+    pipeline.receive()
+    assert set(
+        pynetdicom_send([corpus_file(p) for p in sources], pipeline.port, "INGEST").values()
+    ) == {SUCCESS}
+    worker = pipeline.work("--burst")
+    assert worker.process.wait(60) == 0
+    assert len(archive_files(pipeline.archive)) == 20
