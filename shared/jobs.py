@@ -23,6 +23,7 @@ SWEEP_FUNCTION = "workers.recovery.sweep_job"
 JOB_TIMEOUT_S = 3600
 FAILED_JOB_TTL_S = 7 * 24 * 3600
 SWEEP_PENDING_TTL_S = 60
+BATCH = 64  # objects per job when many are enqueued at once
 
 
 class JobPayloadError(ValueError):
@@ -154,6 +155,12 @@ def enqueue_ingest(queue: Queue, job: IngestJob, pipeline: Pipeline | None = Non
     if pipeline is None:
         pipe.execute()
     return rq_job
+
+
+def enqueue_names(queue: Queue, spool: str, filing: Filing, names: list[str]) -> None:
+    """Enqueue ingest jobs for `names` of `spool`, BATCH at a time (sweeps, reprocess)."""
+    for start in range(0, len(names), BATCH):
+        enqueue_ingest(queue, IngestJob(spool, tuple(names[start : start + BATCH]), filing))
 
 
 def sweep_pending_key(spool: str) -> str:

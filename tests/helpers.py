@@ -1,6 +1,7 @@
 """Real peers and a real pipeline for the tests: processes, DICOM senders, the pydicom corpus."""
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -263,3 +264,16 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 def resize_tmpfs(path: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+
+
+def started_processes(log_text: str) -> list[tuple[str, int]]:
+    """(name, pid) of every child a `pacs-ingest` command logged as started, in order."""
+    started = []
+    for line in log_text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "process.started":
+            started.append((entry["process"], entry["pid"]))
+    return started

@@ -4,7 +4,6 @@ Every acknowledged object must end up exactly once in the archive (byte-identica
 sent) or in failed/. The test prints one summary line.
 """
 
-import json
 import os
 import random
 import signal
@@ -20,7 +19,7 @@ from benchmarks.corpus import make_corpus
 from shared import part10
 from shared.embedded_redis import RedisServer, server_binary
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, wait_until
+from tests.helpers import archive_files, started_processes, wait_until
 
 OBJECTS = 5_000
 SENDERS = 4
@@ -28,15 +27,9 @@ SENDERS = 4
 
 def _pids(log_text: str, prefix: str) -> list[int]:
     """Live pids of the `up` children whose name starts with `prefix`."""
-    pids = []
-    for line in log_text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "process.started" and entry["process"].startswith(prefix):
-            pids.append(entry["pid"])
-    return [pid for pid in pids if _alive(pid)]
+    return [
+        pid for name, pid in started_processes(log_text) if name.startswith(prefix) and _alive(pid)
+    ]
 
 
 def _alive(pid: int) -> bool:

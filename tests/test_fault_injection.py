@@ -5,7 +5,6 @@ succeeded must end up filed exactly once (or in failed/ with a reason) once the 
 and the fault must really have happened (strace logs each injection).
 """
 
-import json
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ from pynetdicom import AE
 from benchmarks.corpus import make_corpus
 from shared import part10
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, tmpfs, wait_until
+from tests.helpers import archive_files, started_processes, tmpfs, wait_until
 
 SYSCALLS = {
     "write": "write,pwrite64,writev",
@@ -31,14 +30,9 @@ EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 
 
 def _pid_of(pipeline: Pipeline, process: str) -> int:
-    for line in pipeline.commands[0].log().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "process.started" and entry["process"] == process:
-            return entry["pid"]
-    raise AssertionError(f"no {process} in the log")
+    pids = [pid for name, pid in started_processes(pipeline.commands[0].log()) if name == process]
+    assert pids, f"no {process} in the log"
+    return pids[0]
 
 
 def _send(paths: list[Path], port: int) -> dict[Path, int]:

@@ -10,19 +10,26 @@ from tests.conftest import Pipeline
 from tests.helpers import ROOT, archive_files, corpus_file, pynetdicom_send, wait_until
 
 
+def _reprocess_args(pipeline: Pipeline) -> tuple[str, ...]:
+    """`reprocess` on this pipeline's spool, queue and archive."""
+    return (
+        "reprocess",
+        "--spool-dir",
+        str(pipeline.spool),
+        "--redis-url",
+        pipeline.redis_url,
+        "--directory",
+        str(pipeline.archive),
+    )
+
+
 def _reprocess(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "pacs_ingest",
-            "reprocess",
-            "--spool-dir",
-            str(pipeline.spool),
-            "--redis-url",
-            pipeline.redis_url,
-            "--directory",
-            str(pipeline.archive),
+            *_reprocess_args(pipeline),
             *args,
         ],
         cwd=ROOT,
@@ -68,13 +75,7 @@ def test_a_hot_folder_is_emptied_into_the_archive(pipeline: Pipeline) -> None:
     shutil.copy(objects[0], hot / "early.dcm")  # there before the watch starts
     pipeline.work()
     watcher = pipeline.run(
-        "reprocess",
-        "--spool-dir",
-        str(pipeline.spool),
-        "--redis-url",
-        pipeline.redis_url,
-        "--directory",
-        str(pipeline.archive),
+        *_reprocess_args(pipeline),
         "--watch",
         str(hot),
         log_name="watch.log",

@@ -13,11 +13,9 @@ import hashlib
 from pathlib import Path
 
 from shared import part10
+from shared.jobs import DUPLICATE_POLICIES
 
-OVERWRITE = "overwrite"
-KEEP_EXISTING = "keep-existing"
-KEEP_BOTH = "keep-both"
-QUARANTINE_IF_DIFFERENT = "quarantine-if-different"
+OVERWRITE, KEEP_EXISTING, KEEP_BOTH, QUARANTINE_IF_DIFFERENT = DUPLICATE_POLICIES
 
 
 class DuplicateDiffers(Exception):

@@ -17,9 +17,8 @@ from rq.job import Job
 from shared import log
 from shared.jobs import (
     Filing,
-    IngestJob,
     SweepJob,
-    enqueue_ingest,
+    enqueue_names,
     sweep_pending_key,
     tracked_key,
     worker_lease_key,
@@ -31,7 +30,6 @@ from workers.backoff import on_hold
 # An object untracked for this long after its last write was not going to be enqueued by its
 # receiver any more (the receiver enqueues right after the write, or failed to).
 UNTRACKED_GRACE_S = 10.0
-BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +88,7 @@ def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> Sweep
         if (name in tracked and tracked[name] not in live)
         or (name not in tracked and now - mtime > UNTRACKED_GRACE_S)
     ]
-    for start in range(0, len(orphans), BATCH):
-        enqueue_ingest(
-            rq_queue, IngestJob(str(spool), tuple(orphans[start : start + BATCH]), filing)
-        )
+    enqueue_names(rq_queue, str(spool), filing, orphans)
     result = SweepResult(len(ready), len(orphans), len(forgotten), len(removed))
     if orphans or forgotten or removed:
         log.event("sweep.done", spool=str(spool), **asdict(result))

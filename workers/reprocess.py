@@ -21,13 +21,12 @@ from rq import Queue
 from watchfiles import watch
 
 from shared import log, part10
-from shared.jobs import Filing, IngestJob, enqueue_ingest
+from shared.jobs import Filing, enqueue_names
 from shared.options import Option
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
 from shared.spool import Spool
 
-_BATCH = 64
 _SETTLE_S = 2.0
 _IGNORED_SUFFIXES = (".part", ".tmp")
 
@@ -96,13 +95,6 @@ def _files(roots: Iterable[str]) -> Iterator[Path]:
                 yield Path(folder, name)
 
 
-def _enqueue(rq_queue: Queue, spool: Spool, filing: Filing, names: list[str]) -> None:
-    for start in range(0, len(names), _BATCH):
-        enqueue_ingest(
-            rq_queue, IngestJob(str(spool), tuple(names[start : start + _BATCH]), filing)
-        )
-
-
 def _admit_all(spool: Spool, paths: Iterable[Path], *, move: bool) -> list[str]:
     names = []
     for path in paths:
@@ -133,7 +125,7 @@ def _watch(spool: Spool, rq_queue: Queue, settings: ReprocessSettings, stop: Sto
             del changed[path]
         names = _admit_all(spool, (p for p in settled if p.is_file()), move=True)
         if names:
-            _enqueue(rq_queue, spool, settings.filing, names)
+            enqueue_names(rq_queue, str(spool), settings.filing, names)
             log.event("reprocess.watched", objects=len(names))
 
 
@@ -145,7 +137,7 @@ def reprocess(settings: ReprocessSettings) -> int:
     rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
     names = spool.unquarantine() if settings.failed else []
     names += _admit_all(spool, _files(settings.imports), move=settings.move)
-    _enqueue(rq_queue, spool, settings.filing, names)
+    enqueue_names(rq_queue, str(spool), settings.filing, names)
     log.event("reprocess.enqueued", objects=len(names), spool=str(spool))
     if settings.watch:
         _watch(spool, rq_queue, settings, stop)
