@@ -156,7 +156,10 @@ def _quiet(root: int) -> bool:
     return procfs.total_ticks(procfs.read_tree(root)) - before <= _QUIET_TICKS
 
 
-def _wait_filed(trial: Trial, server: Server, deadline: float) -> None:
+def wait_filed(trial: Trial, server: Server, deadline: float) -> None:
+    """Until every one of `trial.archive_paths` exists below the run's archive (a worker renames
+    each object there whole, so existing means filed); RunError if `server` dies or `deadline`
+    (monotonic) passes first."""
     archive = trial.run_dir / "archive"
     pending = [archive / path for path in trial.archive_paths]
     while pending:
@@ -228,7 +231,7 @@ def measure(trial: Trial) -> Run:
             run.acknowledged_s = time.monotonic() - start
             run.sender_cpu_ms = sent.cpu_ms
             if trial.contender.files_later:
-                _wait_filed(trial, server, start + trial.timeout)
+                wait_filed(trial, server, start + trial.timeout)
                 run.filed_s = time.monotonic() - start
             after = _settle(server.pid, set(before))
         server.stop()

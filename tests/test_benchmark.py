@@ -5,12 +5,15 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 from benchmarks import procfs, report
 from benchmarks.cases import CASES
-from benchmarks.contenders import all_contenders
-from benchmarks.run import Run
+from benchmarks.contenders import PacsIngest, all_contenders
+from benchmarks.run import Run, RunError, Server, Trial, wait_filed
+from benchmarks.senders import MODES, Plan
 from tests.helpers import ROOT
 
 BENCHMARK = [sys.executable, "-m", "benchmarks.ingest"]
@@ -78,6 +81,54 @@ def test_a_pattern_that_gives_two_objects_one_path_is_refused(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert "gives 3 objects 1 paths" in done.stderr
+
+
+def _filing_trial(run_dir: Path) -> Trial:
+    return Trial(
+        round=1,
+        case="8k-1",
+        contender=PacsIngest(receivers=1, workers=1, filepath="{00080018}"),
+        plan=Plan(MODES["1"], ()),
+        objects=2,
+        bytes=0,
+        run_dir=run_dir,
+        timeout=30,
+        archive_paths=("a/1.dcm", "b/2.dcm"),
+    )
+
+
+def test_filed_means_every_object_is_at_its_archive_path(tmp_path: Path) -> None:
+    trial = _filing_trial(tmp_path)
+    server = Server(["sleep", "60"], tmp_path)
+
+    def file_later() -> None:
+        time.sleep(0.3)
+        for path in trial.archive_paths:
+            (tmp_path / "archive" / path).parent.mkdir(parents=True)
+            (tmp_path / "archive" / path).write_bytes(b"")
+
+    filer = threading.Thread(target=file_later)
+    start = time.monotonic()
+    filer.start()
+    try:
+        wait_filed(trial, server, start + 30)
+        assert time.monotonic() - start >= 0.3
+        assert all((tmp_path / "archive" / path).exists() for path in trial.archive_paths)
+    finally:
+        filer.join()
+        server.stop()
+
+
+def test_a_contender_that_dies_before_filing_is_a_failed_run(tmp_path: Path) -> None:
+    server = Server(["true"], tmp_path)
+    try:
+        wait_filed(_filing_trial(tmp_path), server, time.monotonic() + 30)
+    except RunError as exc:
+        assert "2 objects not filed" in str(exc)
+    else:
+        raise AssertionError("wait_filed returned though nothing was filed")
+    finally:
+        server.stop()
 
 
 def test_cpu_counts_a_process_and_the_children_it_reaped() -> None:
