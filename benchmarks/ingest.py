@@ -96,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         "--count",
         metavar="n",
         type=_positive,
-        help="objects in the 8 KB and in the 512 KB corpus (default: 2000 and 400; the 1 GB "
-        "case is always one object)",
+        help="objects sent in every case (default: 2000 of 8 KB, 400 of 512 KB; 400 and 200 "
+        "with an association per object; the 1 GB case is always one object)",
     )
     add(
         "--receivers",
@@ -211,19 +211,18 @@ def _environment() -> dict[str, Any]:
 
 
 def _preamble(args: argparse.Namespace, counts: dict[str, int], env: dict[str, Any]) -> str:
-    corpora = ", ".join(f"{key}: {count}" for key, count in counts.items())
+    objects = ", ".join(f"{key} {count}" for key, count in counts.items())
     return (
         f"pacs-ingest {env['pacs_ingest_commit']} `up --receivers {args.receivers} --workers "
         f"{args.workers} --filepath '{args.filepath}'` (fsync on), timed until acknowledged and "
-        f"until filed; {env['cores']} cores; objects per corpus {corpora}; "
+        f"until filed; {env['cores']} cores; objects per case: {objects}; "
         f"{args.rounds} alternating round(s), median (range); MB = 10^6 bytes.\n"
     )
 
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything the rounds need, made before the first one is timed. Keys: a corpus's
-    (`counts`, `sizes`, `archive_paths`) or a case's (`plans`)."""
+    """Everything the rounds need, made before the first one is timed; keyed by case."""
 
     cases: list[Case]
     contenders: list[Contender]
@@ -239,18 +238,17 @@ class Setup:
             shift = (round_no - 1) % len(self.contenders)
             order = self.contenders[shift:] + self.contenders[:shift]
             for case in self.cases:
-                corpus = case.corpus.key
                 for contender in order:
                     yield Trial(
                         round=round_no,
                         case=case.key,
                         contender=contender,
                         plan=self.plans[case.key],
-                        objects=self.counts[corpus],
-                        bytes=self.sizes[corpus],
+                        objects=self.counts[case.key],
+                        bytes=self.sizes[case.key],
                         run_dir=self.work / f"round-{round_no}" / case.key / contender.key,
                         timeout=timeout,
-                        archive_paths=self.archive_paths[corpus] if contender.files_later else (),
+                        archive_paths=self.archive_paths[case.key] if contender.files_later else (),
                     )
 
 
@@ -261,35 +259,35 @@ def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Setup:
             parser.error(f"{tool} not on PATH: the senders are DCMTK's (Debian package dcmtk)")
     contenders = _contenders(args, parser)
     cases = [CASES[key] for key in args.cases]
-    corpora = {case.corpus.key: case.corpus for case in cases}
-    counts = {
-        key: corpus.count if corpus.fixed else args.count or corpus.count
-        for key, corpus in corpora.items()
-    }
+    counts = {c.key: c.count if c.corpus.fixed else args.count or c.count for c in cases}
+    corpora = {c.corpus.key: c.corpus for c in cases}
     files = {
-        key: cached_corpus(args.cache_dir, counts[key], size=corpus.size)
+        key: cached_corpus(
+            args.cache_dir,
+            max(counts[c.key] for c in cases if c.corpus is corpus),
+            size=corpus.size,
+        )
         for key, corpus in corpora.items()
     }
-    sizes = {key: sum(path.stat().st_size for path in found) for key, found in files.items()}
+    sent = {c.key: files[c.corpus.key][: counts[c.key]] for c in cases}
+    sizes = {key: sum(path.stat().st_size for path in found) for key, found in sent.items()}
     archive_paths = {}
     if any(contender.files_later for contender in contenders):
         try:
-            archive_paths = {key: _archive_paths(got, args.filepath) for key, got in files.items()}
+            rendered = {key: _archive_paths(got, args.filepath) for key, got in files.items()}
         except ValueError as exc:
             parser.error(str(exc))
+        archive_paths = {c.key: rendered[c.corpus.key][: counts[c.key]] for c in cases}
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="pacs-ingest-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    needed = sum(sizes[case.corpus.key] for case in cases) * len(contenders) * args.rounds
+    needed = sum(sizes.values()) * len(contenders) * args.rounds
     free = shutil.disk_usage(work).free
     if free < needed + _DISK_MARGIN:
         parser.error(
             f"the runs need about {needed / 1e9:.1f} GB in {work} and {free / 1e9:.1f} GB are "
             "free: choose fewer --cases, --rounds or --contenders, or another --work-dir"
         )
-    plans = {
-        case.key: plan(case.senders, files[case.corpus.key], work / "senders" / case.key)
-        for case in cases
-    }
+    plans = {c.key: plan(c.senders, sent[c.key], work / "senders" / c.key) for c in cases}
     return Setup(cases, contenders, counts, sizes, archive_paths, plans, work)
 
 
