@@ -328,7 +328,8 @@ def _progress(args: argparse.Namespace, run: Run) -> str:
     timed = f"{run.acknowledged_s:.2f} s acknowledged"
     if run.filed_s is not None:
         timed += f", {run.filed_s:.2f} s filed"
-    return f"{head} {timed}  ({run.objects / seconds:,.1f} objects/s)"
+    rate = f"{run.objects / seconds:,.2f} objects/s, {run.bytes / 1e6 / seconds:,.1f} MB/s"
+    return f"{head} {timed}  ({rate})"
 
 
 if __name__ == "__main__":
