@@ -201,6 +201,7 @@ def _environment() -> dict[str, Any]:
     ).stdout.strip()
     return {
         "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
         "kernel": platform.release(),
         "python": platform.python_version(),
         "pacs_ingest_commit": commit,
@@ -215,7 +216,9 @@ def _preamble(args: argparse.Namespace, counts: dict[str, int], env: dict[str, A
     return (
         f"pacs-ingest {env['pacs_ingest_commit']} `up --receivers {args.receivers} --workers "
         f"{args.workers} --filepath '{args.filepath}'` (fsync on), timed until acknowledged and "
-        f"until filed; {env['cores']} cores; objects per case: {objects}; "
+        f"until filed; {env['cores']} cores, load average {env['load_average_at_start']:.1f} at "
+        f"start and {env['load_average_at_end']:.1f} at the end (other work on the machine); "
+        f"objects per case: {objects}; "
         f"{args.rounds} alternating round(s), median (range); MB = 10^6 bytes.\n"
     )
 
@@ -301,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         run = measure(trial)
         print(_progress(args, run), file=sys.stderr, flush=True)
         runs.append(run)
+    env["load_average_at_end"] = os.getloadavg()[0]
     table = report.lines(setup.cases, setup.contenders, runs)
     print(_preamble(args, setup.counts, env))
     print(report.markdown(table, runs), end="")
