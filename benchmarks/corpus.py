@@ -2,9 +2,13 @@
 and series, each with unique UIDs.
 
     python -m benchmarks.corpus OUTDIR N [--bytes 8192] [--patients 10] [--per-series 100]
+
+`cached_corpus` keeps one corpus per size under a cache folder, so benchmark runs after the first
+spend no time (and no disk churn) making it again.
 """
 
 import argparse
+import json
 import random
 from collections.abc import Callable
 from io import BytesIO
@@ -16,6 +20,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 DATA_SET_TRAILING_PADDING = 0xFFFCFFFC
+
+
+_CHUNK = 64 << 20  # randbytes takes at most 2**31 bits at a time
+
+
+def _random_bytes(rng: random.Random, count: int) -> bytes:
+    return b"".join(rng.randbytes(min(_CHUNK, count - i)) for i in range(0, count, _CHUNK))
 
 
 def make_corpus(
@@ -42,7 +53,7 @@ def make_corpus(
     side = max(1, int((max(0, size - len(header.getvalue()) - 100) / 2) ** 0.5))
     ds.Rows = ds.Columns = side
     rng = random.Random(7)
-    ds.PixelData = rng.randbytes(side * side * 2)
+    ds.PixelData = _random_bytes(rng, side * side * 2)
     ds["PixelData"].VR = "OW"
     paths = []
     study = series = ""
@@ -62,6 +73,28 @@ def make_corpus(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+MANIFEST = "manifest.json"
+
+
+def cached_corpus(cache_dir: Path, count: int, *, size: int) -> list[Path]:
+    """The first `count` files of the corpus of `size`-byte objects kept under `cache_dir`.
+
+    The corpus is made (again, larger) only when the cache holds fewer files; its manifest is
+    written last, so a generation that was interrupted is never taken for a finished one.
+    """
+    folder = cache_dir / f"corpus-{size}"
+    manifest = folder / MANIFEST
+    try:
+        made = json.loads(manifest.read_text())["count"]
+    except (OSError, ValueError, KeyError, TypeError):
+        made = 0
+    if made < count:
+        manifest.unlink(missing_ok=True)
+        make_corpus(folder, count, size=size)
+        manifest.write_text(json.dumps({"count": count, "size": size}))
+    return [folder / f"{i:06d}.dcm" for i in range(count)]
 
 
 def main() -> None:
