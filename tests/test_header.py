@@ -107,6 +107,35 @@ def test_a_length_beyond_the_file_names_the_element_and_what_remains(syntax: str
     assert refused(data) == f"element (0008,0016) declares 2147483648 bytes, {len(after)} remain"
 
 
+@pytest.mark.parametrize("syntax", list(SYNTAXES))
+def test_a_value_cut_short_is_refused_with_what_remains(syntax: str) -> None:
+    enc = Encoder(syntax)
+    data = enc.part10(sop(enc) + enc.text(PATIENT_ID, "LO", "PATIENT-0001")[:-5])
+    assert refused(data) == "element (0010,0020) declares 12 bytes, 7 remain"
+
+
+def test_the_first_element_of_the_data_set_decides_between_implicit_and_explicit_vr() -> None:
+    enc = Encoder()  # explicit VR, behind a file meta that says implicit
+    data = file_meta(SYNTAXES["implicit"]) + sop(enc) + patient(enc)
+    assert render(data, "{PatientName}/{PatientID}") == "Doe^John/P1"
+
+
+def test_items_may_be_implicit_vr_in_an_explicit_data_set() -> None:
+    """Some writers encode items in implicit VR (pydicom issues 1035, 1067), and an undefined
+    UN is implicit VR by PS3.5 6.2.2. The item's first element decides for the whole item, as
+    pydicom reads it: here a later length (0x4955) reads as the letters "UI"."""
+    enc, implicit = Encoder(), Encoder("implicit")
+    comments = implicit.element(0x00204000, "LT", b"x" * 0x4955)
+    item = implicit.item(implicit.text(REFERENCED_SOP_INSTANCE_UID, "UI", "9.8") + comments)
+    un = enc.element(0x00081115, "UN", b"", length=UNDEFINED) + implicit.item(
+        implicit.text(0x00081150, "UI", "7.6"), undefined=True
+    )
+    data_set = sop(enc) + enc.sequence(REFERENCED_IMAGE_SEQUENCE, [item]) + un
+    data_set += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0) + patient(enc)
+    source = "{00081140.00081155}/{00081140.00204000,slice,-2}/{00081115.00081150}/{PatientID}"
+    assert render(enc.part10(data_set), source) == "9.8/xx/7.6/P1"
+
+
 def test_a_length_beyond_its_item_is_refused() -> None:
     enc = Encoder()
     element = enc.text(REFERENCED_SOP_INSTANCE_UID, "UI", "9.8.7.6")
