@@ -103,8 +103,7 @@ class ByteWindow:
         self._base = 0  # position of _data[0]
         self._index = 0  # of pos in _data
         self._pin: int | None = None
-        rest = source.remaining()
-        self._end = None if rest is None else rest  # where the source ends, if known
+        self._end = source.remaining()  # where the source ends (pos counts from 0), if known
 
     @property
     def pos(self) -> int:
