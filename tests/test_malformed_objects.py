@@ -29,6 +29,7 @@ PATTERN = "{PatientID}/{PatientName}/{StudyDate,date,yyyy}/{SOPInstanceUID}.dcm"
 SOP_INSTANCE_UID = 0x00080018
 FILED_WITHIN_S = 60
 FUZZED = 30
+UID = "1.2.826.0.1.3680043.8.498.77"  # of the hand-built data sets
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def _base_data_set(folder: Path) -> bytes:
 
 def _hand_built() -> dict[str, bytes]:
     enc = Encoder()
-    sop = enc.text(SOP_INSTANCE_UID, "UI", "1.2.826.0.1.3680043.8.498.77")
+    sop = enc.text(SOP_INSTANCE_UID, "UI", UID)
     patient = enc.text(0x00100010, "PN", "Doe^John") + enc.text(0x00100020, "LO", "P1")
     study_date = enc.text(0x00080020, "DA", "20040119")
     return {
@@ -57,6 +58,7 @@ def _hand_built() -> dict[str, bytes]:
         "lying length": enc.element(0x00080016, "UN", b"", length=0x80000000) + sop + patient,
         "no SOP Instance UID": study_date + patient,
         "nested 10,000 deep": sop + study_date + enc.nested(0x00081140, 10_000) + patient,
+        "missing attributes": sop,  # legitimately absent: rendered as the reference does
     }
 
 
@@ -158,6 +160,10 @@ def test_every_acknowledged_malformed_object_is_filed_or_failed_exactly_once(
     reason, error = _reason_error(by_name["lying length"])
     assert reason == "unreadable"
     assert re.fullmatch(r"element \(0008,0016\) declares 2147483648 bytes, \d+ remain", error)
+    if pattern:  # absent PatientID and PatientName render nothing, an absent StudyDate null
+        missing = by_name["missing attributes"]
+        assert missing[0] == "archive"
+        assert missing[1].relative_to(pipeline.archive).as_posix() == f"null/{UID}.dcm"
     if pattern:  # its path needs PatientName, behind the nesting
         assert _reason_error(by_name["nested 10,000 deep"])[1].startswith(
             "sequences nested deeper than 64"
