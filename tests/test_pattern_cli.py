@@ -83,7 +83,9 @@ def test_a_file_without_sop_instance_uid_is_reported_as_a_worker_would_refuse_it
     result = pacs_ingest("render", "{PatientID}", nameless)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == f"{nameless}: error: the data set has no SOP Instance UID (0008,0018)\n"
+    assert result.stderr == (
+        f"{nameless}: error: the data set ends without a SOP Instance UID (0008,0018)\n"
+    )
 
 
 def test_an_object_the_pattern_cannot_render_is_reported(tmp_path: Path) -> None:
