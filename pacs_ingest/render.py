@@ -1,8 +1,9 @@
 """`pacs-ingest render PATTERN FILE...`: the archive path each file would get, before any modality
 is pointed at the receiver, so a `--filepath` layout can be designed and checked on real files.
 
-It reads each file exactly as a worker does (header up to the pattern's stop tag, never past
-Pixel Data), renders with the current time and fresh randomness, and applies the safety rule.
+It reads each file exactly as a worker does (the header up to the last attribute the pattern
+needs and the SOP Instance UID, never Pixel Data; an object without a SOP Instance UID is not
+filed), renders with the current time and fresh randomness, and applies the safety rule.
 Output: one archive-relative path per file, in order, on stdout. A file that cannot be read or
 rendered gets `FILE: error: ...` on stderr instead, and the exit status is 1; a bad pattern exits
 2 with the column, as at receiver start-up.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from shared.pattern import Pattern, PatternError, RenderError
 from shared.safe_path import UnsafePathError, relative_path
-from workers.header import HeaderError, read_header
+from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
 
 EXIT_SOME_FAILED = 1
 
@@ -47,10 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def render_file(pattern: Pattern, path: Path, *, now: datetime, rng: random.Random) -> str:
-    """The archive-relative path for `path`; raises OSError, HeaderError, RenderError or
-    UnsafePathError when there is none."""
+    """The archive-relative path for `path`; raises OSError, HeaderError, NoSOPInstanceUID,
+    RenderError or UnsafePathError when there is none."""
     with open(path, "rb") as fp:
-        header = read_header(fp, pattern.stop_tag)
+        header = read_filing_header(fp, pattern.tag_paths)
         rendered = pattern.render(header, now=now, rng=rng)
     return str(relative_path(rendered))
 
@@ -67,7 +68,7 @@ def run(pattern: Pattern, files: Sequence[Path]) -> int:
     for path in files:
         try:
             print(render_file(pattern, path, now=datetime.now(), rng=rng))
-        except (OSError, HeaderError, RenderError, UnsafePathError) as exc:
+        except (OSError, HeaderError, NoSOPInstanceUID, RenderError, UnsafePathError) as exc:
             print(f"{path}: error: {exc}", file=sys.stderr)
             status = EXIT_SOME_FAILED
     return status

@@ -12,7 +12,7 @@ from receiver import network_options, sop_classes, tls_options
 from receiver.network_options import NetworkSettings
 from receiver.pressure import PressureLimits
 from receiver.tls_options import TlsSettings
-from shared.jobs import DUPLICATE_POLICIES, Filing
+from shared.jobs import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, Filing
 from shared.options import Option, byte_size, dicom_int, non_negative, positive
 from shared.pattern import Pattern, PatternError
 
@@ -185,11 +185,12 @@ STORESCP_ROWS = (
 OUR_ROWS = (
     Option(
         ("--duplicates",),
-        "when an object's path is taken: overwrite, keep-existing, keep-both (new one gets "
-        "~digest in its name) or quarantine-if-different (identical: dropped)",
+        "when an object's path is taken: keep-both (a different newcomer gets ~digest in its "
+        "name, an identical one is dropped), overwrite (the reference's behaviour), "
+        "keep-existing, or quarantine-if-different (a different newcomer goes to failed/)",
         STORAGE,
         type=duplicates_policy,
-        default="overwrite",
+        default=DEFAULT_DUPLICATES,
         metavar="policy",
         env="PACS_INGEST_DUPLICATES",
     ),

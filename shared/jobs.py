@@ -46,8 +46,10 @@ class OrjsonSerializer:
         return orjson.loads(data)
 
 
-# --duplicates, applied by workers.duplicates; the first is the reference's behaviour.
+# --duplicates, applied by workers.duplicates; the first is the reference's behaviour. The
+# default keeps a different object beside the one at its path: nothing is overwritten unasked.
 DUPLICATE_POLICIES = ("overwrite", "keep-existing", "keep-both", "quarantine-if-different")
+DEFAULT_DUPLICATES = "keep-both"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class Filing:
     filepath: str | None
     rename_retries: int
     rename_retry_jitter: int  # milliseconds
-    duplicates: str = "overwrite"  # see workers.duplicates
+    duplicates: str = DEFAULT_DUPLICATES  # see workers.duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ def decode_filing(payload: Any) -> Filing:
         filepath=None if filepath is None else str(filepath),
         rename_retries=int(payload["rename_retries"]),
         rename_retry_jitter=int(payload["rename_retry_jitter"]),
-        duplicates=str(payload.get("duplicates", "overwrite")),
+        duplicates=str(payload.get("duplicates", DEFAULT_DUPLICATES)),
     )
 
 

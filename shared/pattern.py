@@ -21,7 +21,7 @@ from shared.javatext import FormatArgumentError, FormatSyntaxError
 from shared.pattern_errors import PatternError, RenderError
 from shared.pattern_placeholder import Placeholder, PlaceholderError
 from shared.pattern_placeholder import parse as parse_placeholder
-from shared.pattern_values import SPECIFIC_CHARACTER_SET, Item
+from shared.pattern_values import Item
 
 __all__ = ["Pattern", "PatternError", "RenderError"]
 
@@ -98,16 +98,10 @@ class Pattern:
         return cls(source, tuple(placeholders), message, dropped)
 
     @property
-    def stop_tag(self) -> int:
-        """The highest top-level tag rendering reads: header parsing may stop after it.
-
-        A tag path into a sequence needs the whole sequence; any attribute at all needs the
-        Specific Character Set (0008,0005). A pattern of clock and randomness alone needs 0.
-        """
-        tops = [p.path[0] for p in self.placeholders if p.path]
-        if not tops:
-            return 0
-        return max(SPECIFIC_CHARACTER_SET, *tops)
+    def tag_paths(self) -> tuple[tuple[int, ...], ...]:
+        """The tag paths rendering reads (sequences, then the attribute): header reading may stop
+        after the highest top-level tag among them. Clock and randomness read none."""
+        return tuple(p.path for p in self.placeholders if p.path)
 
     def render(self, dataset: Dataset, *, now: datetime, rng: random.Random) -> str:
         """The rendered path text; values from attributes are already made safe in it.

@@ -2,8 +2,9 @@
 
 Text is decoded with the Specific Character Set in force (an item's own, else its parent's), so a
 Japanese or Greek name becomes the right Unicode, split at `\\` and trimmed as Java's
-`String.trim` does. Binary numbers give the number at the value index. Elements that pydicom left
-unread because they are large binary bulk data count as missing, as dcm4che does not load them.
+`String.trim` does. Binary numbers give the number at the value index. Large binary values are
+not read by the worker's header reader (workers.header): they are absent here and count as
+missing, as dcm4che does not load bulk data.
 
 Nothing here makes values safe for paths: `shared.pattern` does that after typing them, so `hash`
 and `md5` still see the raw value and stay bit-exact with dcm4che.
@@ -39,7 +40,7 @@ _BINARY = {
     "US": "H", "SS": "h", "UL": "L", "SL": "l", "SV": "q", "UV": "Q", "FL": "f", "FD": "d",
     "AT": "L", "OB": "B", "UN": "B", "OW": "H", "OL": "L", "OF": "f", "OD": "d", "OV": "Q",
 }  # fmt: skip
-_BULK = frozenset(["OB", "OD", "OF", "OL", "OV", "OW", "UN"])
+BULK_VRS = frozenset(["OB", "OD", "OF", "OL", "OV", "OW", "UN"])
 _FLOATS = frozenset(["FL", "FD", "OF", "OD"])
 _INTEGERS = frozenset(_BINARY) - _FLOATS - {"AT"}
 _IS = re.compile(r"[+-]?[0-9]+")
@@ -91,11 +92,12 @@ class _Element:
     numbers: tuple[int | float, ...] = ()  # binary VRs
 
 
-def _vr_of(raw: RawDataElement) -> str:
-    vr = raw.VR
-    if vr is None or (vr == "UN" and not Tag(raw.tag).is_private):
+def resolved_vr(tag: int, vr: str | None) -> str:
+    """The VR a raw element is read with: as written, else (implicit VR, or UN for a public tag)
+    the dictionary's, else UN; of an ambiguous one ("OB or OW") the first."""
+    if vr is None or (vr == "UN" and not Tag(tag).is_private):
         try:
-            vr = dictionary_VR(raw.tag)
+            vr = dictionary_VR(tag)
         except KeyError:
             vr = "UN"
     return str(vr).split(" or ")[0]
@@ -108,17 +110,12 @@ def _element(item: Item, tag: int) -> _Element | None:
     if element is None:
         return None
     if isinstance(element, RawDataElement):
-        vr = _vr_of(element)
+        vr = resolved_vr(element.tag, element.VR)
         if vr == "SQ":
             return _Element(vr)
-        if element.value is not None:
-            return _from_bytes(vr, element.value, item, little=element.is_little_endian)
-        if vr in _BULK:
-            return None  # left unread: bulk data, which dcm4che does not load either
-        try:
-            element = item.dataset[tag]
-        except Exception as exc:  # the deferred read goes back to the file
-            raise RenderError(f"cannot read {tag:08X}: {exc}") from exc
+        if element.value is None:
+            return None  # pydicom reads an empty binary value as None
+        return _from_bytes(vr, element.value, item, little=element.is_little_endian)
     return _from_element(element, item)
 
 

@@ -147,9 +147,24 @@ def rounds(files: Iterable[CorpusFile]) -> list[list[CorpusFile]]:
     return result
 
 
+@contextlib.contextmanager
+def chunked_send() -> Iterator[None]:
+    """pynetdicom sends a file's data set bytes as they are, not decoded and encoded again."""
+    before = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        yield
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = before
+
+
 def pynetdicom_send(files: Sequence[CorpusFile], port: int, ae_title: str) -> dict[Path, int]:
     """Send each file's data set bytes as they are (chunked send); status per file."""
-    _config.STORE_SEND_CHUNKED_DATASET = True
+    with chunked_send():
+        return _send_each(files, port, ae_title)
+
+
+def _send_each(files: Sequence[CorpusFile], port: int, ae_title: str) -> dict[Path, int]:
     statuses: dict[Path, int] = {}
     by_context: dict[tuple[str, str], list[CorpusFile]] = defaultdict(list)
     for item in files:

@@ -37,8 +37,8 @@ def part10(dataset: Dataset, syntax: str = "explicit") -> bytes:
 
 
 def read_back(dataset: Dataset, pattern: Pattern, syntax: str = "explicit") -> Dataset:
-    """What a worker sees of `dataset`: the header read up to the pattern's stop tag."""
-    return read_header(io.BytesIO(part10(dataset, syntax)), pattern.stop_tag)
+    """What a worker sees of `dataset`: the header read as far as the pattern needs."""
+    return read_header(io.BytesIO(part10(dataset, syntax)), pattern.tag_paths)
 
 
 def render(

@@ -100,6 +100,18 @@ def test_keep_both_files_a_different_object_beside_and_drops_an_identical_one(
     )
 
 
+def test_keep_both_keeps_an_object_beside_a_file_that_is_no_dicom(
+    tmp_path: Path, versions: list[Path]
+) -> None:
+    spool, root = tmp_path / "spool", tmp_path / "archive"
+    root.mkdir()
+    (root / SOP_INSTANCE_UID).write_bytes(b"notes someone left in the archive")
+    placed = _file(_spooled(versions[0], spool), root, "keep-both")
+    assert placed.outcome == "filed"
+    assert placed.path.name.startswith(SOP_INSTANCE_UID + "~")
+    assert (root / SOP_INSTANCE_UID).read_bytes() == b"notes someone left in the archive"
+
+
 def test_quarantine_if_different_refuses_other_content_and_drops_the_same(
     tmp_path: Path, versions: list[Path]
 ) -> None:
@@ -160,3 +172,17 @@ def test_the_pipeline_quarantines_a_different_duplicate_with_its_reason(
     reason = next((pipeline.spool / "failed").glob("*.json")).read_text()
     assert "duplicate differs" in reason
     shutil.rmtree(pipeline.spool / "failed")
+
+
+def test_by_default_a_different_object_is_kept_beside_and_an_identical_one_dropped(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    first, second = _versions(tmp_path / "two", 2)
+    pipeline.up()  # no --duplicates: keep-both
+    for source in (first, second, first):  # one after the other, the first one twice
+        assert pynetdicom_send([corpus_file(source)], pipeline.port, "INGEST") == {source: 0}
+        wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 30, "filing")
+    filed = archive_files(pipeline.archive)
+    assert sorted(p.name.split("~")[0] for p in filed) == [SOP_INSTANCE_UID] * 2
+    assert sorted(dataset_digest(p) for p in filed) == sorted(map(dataset_digest, (first, second)))
+    assert not any((pipeline.spool / "failed").iterdir())

@@ -1,7 +1,7 @@
 """System-call faults injected with strace into a running receiver or worker.
 
-For each of write, fsync, rename and openat, in each role, every store the sender was told
-succeeded must end up filed exactly once (or in failed/ with a reason) once the fault is gone;
+For each of write, fsync, rename (and link) and openat, in each role, every store the sender was
+told succeeded must end up filed exactly once (or in failed/ with a reason) once the fault is gone;
 and the fault must really have happened (strace logs each injection).
 """
 
@@ -22,7 +22,7 @@ from tests.helpers import archive_files, started_processes, tmpfs, wait_until
 SYSCALLS = {
     "write": "write,pwrite64,writev",
     "fsync": "fsync,fdatasync",
-    "rename": "rename,renameat,renameat2",
+    "rename": "rename,renameat,renameat2,link,linkat",  # moves into place (keep-both links)
     "openat": "open,openat",
 }
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -44,7 +44,7 @@ def test_a_charset_file_renders_the_name_pydicom_decodes_as_one_utf8_component(
     tag_path, decoded = _name_path(dcmread(path))
     pattern = Pattern.parse(f"{{{tag_path}}}")
     with open(path, "rb") as fp:
-        rendered = pattern.render(read_header(fp, pattern.stop_tag), now=NOW, rng=random.Random())
+        rendered = pattern.render(read_header(fp, pattern.tag_paths), now=NOW, rng=random.Random())
     # dcm4che keeps the value as written; pydicom drops empty trailing groups ("A^B=" -> "A^B").
     assert rendered.rstrip("=") == decoded
     rendered.encode("utf-8")  # valid: no lone surrogates
@@ -57,7 +57,7 @@ def test_non_ascii_names_survive_as_they_are() -> None:
         tag_path, _ = _name_path(dcmread(path))
         pattern = Pattern.parse(f"{{{tag_path}}}")
         with open(path, "rb") as fp:
-            header = read_header(fp, pattern.stop_tag)
+            header = read_header(fp, pattern.tag_paths)
         names.add(pattern.render(header, now=NOW, rng=random.Random()))
     assert {"Buc^Jérôme", "Διονυσιος", "やまだ^たろう", "김희중", RUSSIAN} <= names
     assert "Yamada^Tarou=山田^太郎=やまだ^たろう" in names

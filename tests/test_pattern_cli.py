@@ -27,7 +27,10 @@ def pacs_ingest(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def _write(path: Path, **attributes: object) -> Path:
-    path.write_bytes(part10(dataset(**attributes)))
+    """A Part 10 file with these attributes, and a SOP Instance UID unless given (or None)."""
+    attributes.setdefault("SOPInstanceUID", "1.2.3.4.5")
+    given = {keyword: value for keyword, value in attributes.items() if value is not None}
+    path.write_bytes(part10(dataset(**given)))
     return path
 
 
@@ -71,6 +74,18 @@ def test_an_unreadable_file_is_reported_and_the_others_still_print(tmp_path: Pat
     errors = result.stderr.splitlines()
     assert errors[0].startswith(f"{text}: error: ")
     assert errors[1].startswith(f"{tmp_path / 'missing.dcm'}: error: ")
+
+
+def test_a_file_without_sop_instance_uid_is_reported_as_a_worker_would_refuse_it(
+    tmp_path: Path,
+) -> None:
+    nameless = _write(tmp_path / "a.dcm", PatientID="P1", SOPInstanceUID=None)
+    result = pacs_ingest("render", "{PatientID}", nameless)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"{nameless}: error: the data set ends without a SOP Instance UID (0008,0018)\n"
+    )
 
 
 def test_an_object_the_pattern_cannot_render_is_reported(tmp_path: Path) -> None:

@@ -27,23 +27,22 @@ def test_dcm4chee_arc_default_layout_files_by_day_and_hashed_uids() -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "stop_tag"),
+    ("source", "tag_paths"),
     [
-        ("{0020000D}/{00080018}", 0x0020000D),
-        ("{00081140.00081155}", 0x00081140),
-        ("{00080001}", 0x00080005),  # below (0008,0005): the character set is still read
-        ("{now,date,yyyy}/{rnd}/{rnd,uuid}", 0),
-        ("literal", 0),
-        ("{PatientID}'{StudyDate}'", 0x00100020),  # quoted away, still parsed
+        ("{0020000D}/{00080018}", ((0x0020000D,), (0x00080018,))),
+        ("{00081140.00081155}", ((0x00081140, 0x00081155),)),
+        ("{now,date,yyyy}/{rnd}/{rnd,uuid}", ()),
+        ("literal", ()),
+        ("{PatientID}'{StudyDate}'", ((0x00100020,), (0x00080020,))),  # quoted away, still parsed
     ],
 )
-def test_stop_tag_is_the_highest_top_level_tag_and_at_least_the_character_set(
-    source: str, stop_tag: int
+def test_the_tag_paths_are_what_rendering_reads(
+    source: str, tag_paths: tuple[tuple[int, ...], ...]
 ) -> None:
-    assert Pattern.parse(source).stop_tag == stop_tag
+    assert Pattern.parse(source).tag_paths == tag_paths
 
 
-def test_header_read_to_the_stop_tag_has_the_character_set_for_a_low_tag() -> None:
+def test_the_header_has_the_character_set_for_a_tag_below_it() -> None:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.add_new(0x00080001, "LO", "J\xe9r\xf4me".encode("latin-1"))
@@ -141,7 +140,7 @@ def test_a_worker_quarantines_an_object_it_cannot_render(tmp_path: Path) -> None
     spool.create()
     archive = tmp_path / "archive"
     archive.mkdir()
-    spool.ready_path("obj").write_bytes(part10(dataset(PatientID="P1")))
+    spool.ready_path("obj").write_bytes(part10(dataset(PatientID="P1", SOPInstanceUID="1.2.3")))
     filing = Filing(str(archive), "{StudyDate,date-P1M,yyyy}/{PatientID}", 0, 0)
     filed = file_object(spool, "obj", filing, random.Random())
     assert filed.outcome == "quarantined"

@@ -7,17 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from shared.jobs import Filing
+from shared.jobs import DEFAULT_DUPLICATES, Filing
 from workers.place import SourceGone, place, retry_pause
 
 
-def _filing(root: Path, retries: int = 3, jitter: int = 50) -> Filing:
+def _filing(
+    root: Path, retries: int = 3, jitter: int = 50, duplicates: str = DEFAULT_DUPLICATES
+) -> Filing:
     return Filing(
-        directory=str(root), filepath=None, rename_retries=retries, rename_retry_jitter=jitter
+        directory=str(root),
+        filepath=None,
+        rename_retries=retries,
+        rename_retry_jitter=jitter,
+        duplicates=duplicates,
     )
 
 
-def test_an_object_moves_into_new_folders_and_replaces_an_older_copy(tmp_path: Path) -> None:
+def test_an_object_moves_into_new_folders_and_replaces_an_older_copy_under_overwrite(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "archive"
     root.mkdir()
     target = root / "a" / "b" / "object.dcm"
@@ -25,7 +33,8 @@ def test_an_object_moves_into_new_folders_and_replaces_an_older_copy(tmp_path: P
     target.write_bytes(b"old")
     source = tmp_path / "ready.dcm"
     source.write_bytes(b"new")
-    assert place(source, target, _filing(root), rng=random.Random(1)).attempts == 1
+    filing = _filing(root, duplicates="overwrite")
+    assert place(source, target, filing, rng=random.Random(1)).attempts == 1
     assert target.read_bytes() == b"new"
     assert not source.exists()
 

@@ -1,12 +1,14 @@
 """What to do when an object's path in the archive is already taken (--duplicates).
 
-    overwrite                 replace the archived file (the reference's behaviour; default)
+    keep-both                 drop the new one if identical, else keep both: the new one gets
+                              the name plus "~" and a digest (the default)
+    overwrite                 replace the archived file (the reference's behaviour)
     keep-existing             keep the archived file, drop the new one
-    keep-both                 keep both: the new one gets the name plus "~" and a digest
     quarantine-if-different   drop the new one if identical, else move it to failed/
 
 "Identical" compares SHA-256 digests of the data sets (the bytes after the file meta), so the same
-object sent by two peers, whose file metas differ, counts as the same.
+object sent by two peers, whose file metas differ, counts as the same. A file at the path that is
+no Part 10 file (put there by something else) differs from every object.
 """
 
 import hashlib
@@ -24,6 +26,14 @@ class DuplicateDiffers(Exception):
     def __init__(self, existing: Path) -> None:
         super().__init__(f"{existing} is archived with different content")
         self.existing = existing
+
+
+def archived_digest(path: Path) -> str | None:
+    """The data set digest of the file archived at `path`; None if it is no Part 10 file."""
+    try:
+        return dataset_digest(path)
+    except part10.FileMetaError:
+        return None
 
 
 def dataset_digest(path: Path) -> str:

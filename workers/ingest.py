@@ -27,7 +27,7 @@ from shared.spool import Spool
 from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
-from workers.header import HeaderError, read_header
+from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
 from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
 
 # A running job takes up to this many waiting jobs at a time, for this many rounds, before it
@@ -53,12 +53,12 @@ def _pattern(source: str) -> Pattern:
 
 
 def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) -> str:
-    if filing.filepath is None:
+    """The path below the archive root, from a header that was read far enough, never from one
+    that was not: with or without a pattern the data set must have a SOP Instance UID."""
+    pattern = None if filing.filepath is None else _pattern(filing.filepath)
+    header = read_filing_header(fp, () if pattern is None else pattern.tag_paths)
+    if pattern is None:  # named by the C-STORE's Affected SOP Instance UID, as the reference does
         return safe_value(meta.media_storage_sop_instance_uid)
-    pattern = _pattern(filing.filepath)
-    fp.seek(0)
-    header = read_header(fp, pattern.stop_tag)
-    # Rendered while the file is open: large values pydicom deferred are read from it.
     return pattern.render(header, now=datetime.now(), rng=rng)
 
 
@@ -82,6 +82,7 @@ def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> F
 _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (part10.FileMetaError, "unreadable"),
     (HeaderError, "unreadable"),
+    (NoSOPInstanceUID, "no SOP Instance UID"),
     (PatternError, "unreadable"),
     (RenderError, "cannot render"),
     (UnsafePathError, "bad path"),

@@ -120,8 +120,9 @@ def _place_once(source: Path, target: Path, root: Path, policy: str) -> Placed:
     if policy == duplicates.KEEP_EXISTING:
         source.unlink()
         return Placed(target, "duplicate")
+    existing = duplicates.archived_digest(target)  # a folder there raises: retried, as a rename
     digest = duplicates.dataset_digest(source)
-    if duplicates.dataset_digest(target) == digest:
+    if existing == digest:
         source.unlink()
         return Placed(target, "duplicate")
     if policy == duplicates.QUARANTINE_IF_DIFFERENT:
