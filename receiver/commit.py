@@ -1,11 +1,12 @@
-"""Group commit: the stores that finish together share one fsync of ready/ and one Redis round
-trip, and each is answered only once both are done.
+"""Group commit: the stores that finish together are made durable together, share one fsync of
+ready/ and one Redis round trip, and each is answered only once all of that is done.
 
-Each finished part file is fsynced and renamed into ready/ on a thread of a small pool (fsync
-blocks; several run at once). It then joins the next group: one thread flushes ready/ once for
-the whole group and enqueues its objects in one pipeline, while the stores finishing meanwhile
-gather for the group after. Under load many stores share each flush; alone, a store pays for
-exactly one. Nothing here runs per PDU, and the event loop never waits on a disk or on Redis.
+One thread per receiver process, the flusher, does everything that blocks, a group at a time:
+fsync and close each part file and rename it into ready/, fsync ready/ once, enqueue the group's
+names in one pipeline. The event loop hands it a group when it is idle and is handed the results
+back, so a group costs one wake-up each way however many stores it holds, and the loop never
+waits on a disk or on Redis. While the flusher works, the stores finishing meanwhile gather for
+the next group: under load many stores share each flush; alone, a store pays for exactly one.
 
 When Redis cannot take a group, its objects are durable all the same (the sender gets Success
 unless --require-queue); their names are kept and enqueued with a later group, so a restarted
@@ -13,9 +14,10 @@ Redis gets them within seconds, and the recovery sweep is the backstop for the r
 """
 
 import asyncio
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -26,7 +28,6 @@ from shared.spool import Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # names kept for a later enqueue; beyond that the sweep finds them
-_FILE_SYNC_THREADS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class Commit:
     error: str = ""
 
 
+_Group = list[tuple[PartFile, asyncio.Future[Commit]]]
+
+
 class GroupCommit:
     """The group commit of one receiver process. `enqueue(names)` puts one group's names on
     the queue in one round trip (raising RedisError if it cannot)."""
@@ -46,59 +50,90 @@ class GroupCommit:
     def __init__(self, spool: Spool, enqueue: Callable[[list[str]], None]) -> None:
         self._spool = spool
         self._enqueue = enqueue
-        self._file_sync = ThreadPoolExecutor(_FILE_SYNC_THREADS, thread_name_prefix="fsync")
-        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="commit")
-        self._waiting: list[tuple[str, asyncio.Future[Commit]]] = []
-        self._flushing: asyncio.Task[None] | None = None
-        self._unqueued: list[str] = []  # touched by the flusher thread only
-        self._redis_down_until = 0.0
+        self._gathering: _Group = []  # event loop only
+        self._flushing = False  # event loop only: the flusher has a group
+        self._groups: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, _Group] | None] = (
+            queue.SimpleQueue()
+        )
+        self._unqueued: list[str] = []  # flusher only
+        self._redis_down_until = 0.0  # flusher only
+        self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+        self._thread.start()
 
-    async def commit(self, part: PartFile) -> Commit:
-        """Make `part` durable in ready/ and enqueue it; its Commit (never raises)."""
+    def commit(self, part: PartFile) -> "asyncio.Future[Commit]":
+        """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._file_sync, part.make_durable, self._spool)
-        except OSError as exc:
-            part.discard()
-            return Commit(False, False, f"cannot spool: {exc.strerror or exc}")
         future: asyncio.Future[Commit] = loop.create_future()
-        self._waiting.append((part.name, future))
-        if self._flushing is None:
-            self._flushing = loop.create_task(self._flush_groups())
-        return await future
+        self._gathering.append((part, future))
+        if not self._flushing:
+            self._hand_over(loop)
+        return future
 
     def retry_unqueued(self) -> None:
         """Enqueue what Redis refused earlier, without waiting for a new store to bring it."""
-        if self._flushing is None and self._unqueued:
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_groups())
+        if not self._flushing:
+            self._hand_over(asyncio.get_running_loop())
 
-    async def _flush_groups(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                group, self._waiting = self._waiting, []
-                names = [name for name, _ in group]
-                commit = await loop.run_in_executor(self._flusher, self._flush, names)
-                for _, future in group:
-                    if not future.done():
-                        future.set_result(commit)
-                if not self._waiting:
-                    return
-        finally:
-            self._flushing = None
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        group, self._gathering = self._gathering, []
+        self._flushing = True
+        self._groups.put((loop, group))
 
-    def _flush(self, names: list[str]) -> Commit:
-        """On the flusher thread: one fsync of ready/, then one enqueue of the group."""
-        if names:
+    def _flushed(self, loop: asyncio.AbstractEventLoop, group: _Group, commits: list) -> None:
+        """On the event loop: answer the group's stores; hand over the next group, if any."""
+        for (_, future), commit in zip(group, commits, strict=True):
+            if not future.done():
+                future.set_result(commit)
+        self._flushing = False
+        if self._gathering:
+            self._hand_over(loop)
+
+    def close(self) -> None:
+        """Finish the group being flushed, then stop the flusher."""
+        self._groups.put(None)
+        self._thread.join()
+
+    # -- the flusher thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while (item := self._groups.get()) is not None:
+            loop, group = item
+            try:
+                commits = self._flush([part for part, _ in group])
+            except Exception as exc:  # the flusher must outlive any one group
+                log.error("commit.failed", error=repr(exc))
+                commits = [Commit(False, False, f"commit failed: {exc!r}")] * len(group)
+            loop.call_soon_threadsafe(self._flushed, loop, group, commits)
+
+    def _flush(self, parts: list[PartFile]) -> list[Commit]:
+        commits: list[Commit | None] = []
+        ready = []
+        for part in parts:
+            try:
+                part.make_durable(self._spool)
+            except OSError as exc:
+                part.discard()
+                commits.append(Commit(False, False, f"cannot spool: {exc.strerror or exc}"))
+                continue
+            commits.append(None)  # decided below, with the group
+            ready.append(part.name)
+        if ready:
             try:
                 self._spool.sync_ready()
             except OSError as exc:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
-                return Commit(False, False, f"spool flush failed: {exc.strerror or exc}")
+                failed = Commit(False, False, f"spool flush failed: {exc.strerror or exc}")
+                return [commit or failed for commit in commits]
+        group = self._enqueue_group(ready)
+        return [commit or group for commit in commits]
+
+    def _enqueue_group(self, names: list[str]) -> Commit:
         if time.monotonic() < self._redis_down_until:
             self._keep_unqueued(names)
             return Commit(True, False)
         pending = self._unqueued + names
+        if not pending:
+            return Commit(True, True)
         try:
             self._enqueue(pending)
         except RedisError as exc:
@@ -116,8 +151,3 @@ class GroupCommit:
     def _keep_unqueued(self, names: list[str]) -> None:
         room = _MAX_UNQUEUED - len(self._unqueued)
         self._unqueued += names[:room]
-
-    def close(self) -> None:
-        """Wait for the threads: every store handed in is durable (or failed) after this."""
-        self._file_sync.shutdown(wait=True)
-        self._flusher.shutdown(wait=True)

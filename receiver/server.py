@@ -13,7 +13,6 @@ import contextlib
 import resource
 import signal
 import socket
-import ssl
 import time
 
 from receiver import tls
@@ -115,31 +114,27 @@ class Receiver:
 
     async def _connect(self, client: socket.socket) -> None:
         network = self._settings.network
-        if not network.tcp_delay:
-            # Small objects crawl under Nagle's algorithm; the reference disables it too.
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if network.sosnd_buffer:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, network.sosnd_buffer)
-        peer = client.getpeername()[0]
-        loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(
+            if not network.tcp_delay:
+                # Small objects crawl under Nagle's algorithm; the reference disables it too.
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if network.sosnd_buffer:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, network.sosnd_buffer)
+            peer = client.getpeername()[0]
+        except OSError:  # the peer is gone already
+            client.close()
+            return
+        handshake_timeout = network.request_timeout_s or _DEFAULT_HANDSHAKE_TIMEOUT_S
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: Association(self.rules, self.registry),
                 client,
                 ssl=self._tls,
-                ssl_handshake_timeout=(
-                    (network.request_timeout_s or _DEFAULT_HANDSHAKE_TIMEOUT_S)
-                    if self._tls
-                    else None
-                ),
+                ssl_handshake_timeout=handshake_timeout if self._tls else None,
             )
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             log.warning("tls.handshake_failed", peer=peer, error=str(exc) or type(exc).__name__)
             client.close()
-            return
-        if network.tcp_delay:
-            # asyncio sets TCP_NODELAY on every connection; --tcp-delay asks for Nagle's algorithm.
-            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
     # -- running -------------------------------------------------------------------------------
 
