@@ -23,7 +23,7 @@ from receiver import negotiation, pdu
 from receiver.associate_pdu import Acceptor, AssociateRQ, PduError, decode_rq, encode_ac
 from receiver.framing import Framer
 from receiver.service import ServiceUser, Storage
-from receiver.states import TRANSITIONS, Event, State, transition
+from receiver.states import TRANSITIONS, Action, Event, State, transition
 from receiver.store import Origin
 from shared import log
 
@@ -62,6 +62,7 @@ class Registry:
 _LOCAL_EVENTS = frozenset(
     {Event.Evt7, Event.Evt8, Event.Evt9, Event.Evt11, Event.Evt14, Event.Evt15}
 )
+_ACTIONS = {action: (action.method, action.next_state) for action in Action}
 _PDU_EVENTS = {
     pdu.A_ASSOCIATE_AC: (Event.Evt3, "A-ASSOCIATE-AC"),
     pdu.A_ASSOCIATE_RJ: (Event.Evt4, "A-ASSOCIATE-RJ"),
@@ -240,9 +241,8 @@ class Association(asyncio.Protocol):
                 event, args = self._queue.popleft()
                 if event in _LOCAL_EVENTS and (event, self.state) not in TRANSITIONS:
                     continue
-                action = transition(event, self.state)
-                next_state = getattr(self, "_" + action.name.lower())(*args)
-                self.state = next_state or action.next_state
+                method, default_next = _ACTIONS[transition(event, self.state)]
+                self.state = getattr(self, method)(*args) or default_next
         finally:
             self._dispatching = False
 

@@ -105,21 +105,23 @@ def _us(value: bytes, tag: int) -> int:
 
 def decode(encoded: bytes) -> Command:
     """Decode a whole command set; CommandError if it is malformed or lacks its Command Field."""
-    if len(encoded) > MAX_COMMAND_SET:
-        raise CommandError(f"command set of {len(encoded)} bytes")
+    size = len(encoded)
+    if size > MAX_COMMAND_SET:
+        raise CommandError(f"command set of {size} bytes")
     values: dict[int, bytes] = {}
     offset = 0
-    while offset < len(encoded):
-        if offset + _ELEMENT.size > len(encoded):
+    while offset < size:
+        if offset + 8 > size:
             raise CommandError("command set ends inside an element header")
         group, element, length = _ELEMENT.unpack_from(encoded, offset)
-        offset += _ELEMENT.size
+        offset += 8
         if group != 0x0000:
             raise CommandError(f"element ({group:04X},{element:04X}) in a command set")
-        if offset + length > len(encoded):
+        end = offset + length
+        if end > size:
             raise CommandError(f"(0000,{element:04X}) declares {length} bytes past the end")
-        values[element] = encoded[offset : offset + length]
-        offset += length
+        values[element] = encoded[offset:end]
+        offset = end
     if COMMAND_FIELD not in values:
         raise CommandError("command set without Command Field (0000,0100)")
     field = _us(values[COMMAND_FIELD], COMMAND_FIELD)

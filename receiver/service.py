@@ -3,8 +3,9 @@ messages become C-ECHO and C-STORE operations or refusals (spec §3.5, §4).
 
 A command set is gathered in memory (it is small, and bounded); a data set is never: its
 fragments go straight into the store's part file, or nowhere for a request we refuse. Each
-C-STORE then becomes a task that waits for the group commit and answers, so several stores of an
-asynchronous-operations window are in flight at once and each is answered as its group commits.
+C-STORE then waits for the group commit (a callback, no task of its own) and is answered, so
+several stores of an asynchronous-operations window are in flight at once and each is answered as
+its group commits.
 
 Message-level mistakes of the peer (a data fragment with no command before it, a command inside
 a data set, an unreadable or oversized command set) abort the association, as PS3.7 asks of a
@@ -12,11 +13,12 @@ DIMSE provider that cannot interpret a message.
 """
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
 from receiver import dimse, dispatch
-from receiver.commit import GroupCommit
+from receiver.commit import Commit, GroupCommit
 from receiver.dimse import Command, CommandError
 from receiver.pacing import cycled_delay
 from receiver.pdu import COMMAND, LAST_FRAGMENT
@@ -96,7 +98,6 @@ class ServiceUser:
         self.objects = 0  # stored and answered with success
         self.bytes = 0
         self.answering = True  # False once our A-RELEASE-RQ went out: nothing can be answered
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def mid_message(self) -> bool:
@@ -183,9 +184,17 @@ class ServiceUser:
                 self._message = _Message(
                     command, context_id, self._part(command, context_id), self._stores_received
                 )
-            else:
-                self._link.pause(cycled_delay(self._policy.receive_delays, self._stores_received))
-                self._spawn(self._fail_store(command, context_id, self._stores_received))
+            else:  # answered after the receive delay and the response delay, as any store
+                message = _Message(command, context_id, None, self._stores_received)
+                delay = cycled_delay(self._policy.receive_delays, self._stores_received)
+                self._link.pause(delay)
+                asyncio.get_running_loop().call_later(
+                    delay,
+                    self._finish,
+                    message,
+                    dimse.PROCESSING_FAILURE,
+                    "C-STORE-RQ without a data set",
+                )
 
     def _refuse(self, command: Command, context_id: int, refusal: dispatch.Refusal) -> None:
         log.warning(
@@ -220,56 +229,66 @@ class ServiceUser:
                 error_comment=message.refusal.comment,
             )
         elif message.store_index:
-            self._spawn(self._store(message))
-
-    async def _store(self, message: _Message) -> None:
-        command, part = message.command, message.part
-        status, comment = self._policy.status, ""
-        if (delay := message.held_until - asyncio.get_running_loop().time()) > 0:
-            await asyncio.sleep(delay)
-        if part is not None:
-            facts = {
-                "name": part.name,
-                "sop_instance_uid": command.sop_instance_uid,
-                "calling_ae": self._origin.calling_ae_title,
-                "peer": self._peer,
-            }
-            if part.error is not None:
-                part.discard()
-                log.error("store.spool_failed", error=str(part.error), **facts)
-                status = dimse.OUT_OF_RESOURCES
-                comment = f"cannot spool: {part.error.strerror or part.error}"
+            loop = asyncio.get_running_loop()
+            if (delay := message.held_until - loop.time()) > 0:
+                loop.call_later(delay, self._store, message)
             else:
-                commit = await self._committer.commit(part)
-                if not commit.durable:
-                    log.error("store.not_durable", error=commit.error, **facts)
-                    status, comment = dimse.OUT_OF_RESOURCES, commit.error
-                elif self._policy.require_queue and not commit.enqueued:
-                    # Durable all the same: the recovery sweep files it once Redis is back.
-                    log.error("store.not_enqueued", **facts)
-                    status = dimse.OUT_OF_RESOURCES
-                    comment = "job queue unavailable (--require-queue)"
-                else:
-                    log.event("store.spooled", bytes=part.size, enqueued=commit.enqueued, **facts)
-                    self.objects += 1
-                    self.bytes += part.size
-        await self._respond_later(message.store_index)
-        self._answer(command, message.context_id, status, with_uids=True, error_comment=comment)
+                self._store(message)
 
-    async def _fail_store(self, command: Command, context_id: int, store_index: int) -> None:
-        await self._respond_later(store_index)
-        self._answer(
-            command,
-            context_id,
-            dimse.PROCESSING_FAILURE,
+    def _store(self, message: _Message) -> None:
+        """The data set is in; make it durable (unless --ignore), then answer."""
+        part = message.part
+        if part is None:
+            self._finish(message, self._policy.status)
+        elif part.error is not None:
+            part.discard()
+            log.error("store.spool_failed", error=str(part.error), **self._facts(message, part))
+            self._finish(
+                message,
+                dimse.OUT_OF_RESOURCES,
+                f"cannot spool: {part.error.strerror or part.error}",
+            )
+        else:
+            self._committer.commit(part).add_done_callback(
+                lambda done: self._committed(message, part, done.result())
+            )
+
+    def _committed(self, message: _Message, part: PartFile, commit: Commit) -> None:
+        if not commit.durable:
+            log.error("store.not_durable", error=commit.error, **self._facts(message, part))
+            self._finish(message, dimse.OUT_OF_RESOURCES, commit.error)
+        elif self._policy.require_queue and not commit.enqueued:
+            # Durable all the same: the recovery sweep files it once Redis is back.
+            log.error("store.not_enqueued", **self._facts(message, part))
+            self._finish(message, dimse.OUT_OF_RESOURCES, "job queue unavailable (--require-queue)")
+        else:
+            log.debug("store.spooled", bytes=part.size, **self._facts(message, part))
+            self.objects += 1
+            self.bytes += part.size
+            self._finish(message, self._policy.status)
+
+    def _facts(self, message: _Message, part: PartFile) -> dict[str, str]:
+        return {
+            "name": part.name,
+            "sop_instance_uid": message.command.sop_instance_uid,
+            "calling_ae": self._origin.calling_ae_title,
+            "peer": self._peer,
+        }
+
+    def _finish(self, message: _Message, status: int, comment: str = "") -> None:
+        """Answer a C-STORE, after its --response-delay."""
+        answer = functools.partial(
+            self._answer,
+            message.command,
+            message.context_id,
+            status,
             with_uids=True,
-            error_comment="C-STORE-RQ without a data set",
+            error_comment=comment,
         )
-
-    async def _respond_later(self, store_index: int) -> None:
-        delay = cycled_delay(self._policy.response_delays, store_index)
-        if delay:
-            await asyncio.sleep(delay)
+        if delay := cycled_delay(self._policy.response_delays, message.store_index):
+            asyncio.get_running_loop().call_later(delay, answer)
+        else:
+            answer()
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -295,11 +314,6 @@ class ServiceUser:
             self._link.resume("operations")
         if self.idle:
             self._link.operations_done()
-
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def close(self) -> int:
         """The association is over: drop the part file of a store still arriving (its sender

@@ -13,6 +13,8 @@ import enum
 class State(enum.Enum):
     """PS3.8 Table 9-1."""
 
+    __hash__ = object.__hash__  # members are singletons; the default hashes their name
+
     Sta1 = "Idle"
     Sta2 = "Transport connection open (Awaiting A-ASSOCIATE-RQ PDU)"
     Sta3 = "Awaiting local A-ASSOCIATE response primitive"
@@ -30,6 +32,8 @@ class State(enum.Enum):
 
 class Event(enum.Enum):
     """PS3.8 Table 9-2."""
+
+    __hash__ = object.__hash__  # members are singletons; the default hashes their name
 
     Evt1 = "A-ASSOCIATE request (local user)"
     Evt2 = "Transport connect confirmation (local transport service)"
@@ -55,6 +59,8 @@ class Event(enum.Enum):
 class Action(enum.Enum):
     """PS3.8 Tables 9-6 to 9-9: each action's name, what it does, and the state it leads to
     (None: it depends)."""
+
+    __hash__ = object.__hash__
 
     AE_1 = (
         "AE-1",
@@ -112,6 +118,11 @@ class Action(enum.Enum):
     @property
     def next_state(self) -> State | None:
         return self.value[2]
+
+    @property
+    def method(self) -> str:
+        """The name of the method that performs this action ("_ae_6")."""
+        return "_" + self.name.lower()
 
 
 def _row(event: Event, *cells: tuple[str, Action]) -> dict[tuple[Event, State], Action]:
