@@ -123,7 +123,7 @@ class Receiver:
         peer = client.getpeername()[0]
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(
+            transport, _ = await loop.connect_accepted_socket(
                 lambda: Association(self.rules, self.registry),
                 client,
                 ssl=self._tls,
