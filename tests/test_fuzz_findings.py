@@ -1,0 +1,74 @@
+"""What the fuzzers found, each pinned by a test against a live receiver (raw PDUs on a real
+socket): inputs that once broke an association without an answer, or held it forever."""
+
+import socket
+import struct
+
+import pytest
+
+from tests.fuzz import streams
+from tests.helpers import wait_until
+from tests.receivers import Receiver, Receivers, dcmtk, read_pdu
+
+SUCCESS = 0x0000
+
+
+@pytest.fixture(scope="module")
+def default(receivers: Receivers) -> Receiver:
+    return receivers.start("--idle-timeout", "2000")
+
+
+@pytest.fixture(scope="module")
+def any_class(receivers: Receivers) -> Receiver:
+    return receivers.start("--accept-unknown")
+
+
+def connect(receiver: Receiver) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", receiver.port), timeout=10)
+
+
+def status_of(pdu: bytes) -> int:
+    """The Status of the response command set one P-DATA-TF carries."""
+    assert pdu[:1] == b"\x04", f"not a P-DATA-TF: {pdu[:16]!r}"
+    at = pdu.find(struct.pack("<HHI", 0, 0x0900, 2))
+    assert at >= 0, pdu
+    return int.from_bytes(pdu[at + 8 : at + 10], "little")
+
+
+class TestBytesThatAreNotAscii:
+    """UIDs, AE titles and names arrive as bytes; a byte above 0x7F once made the receiver
+    raise while answering (UnicodeEncodeError) and drop the connection with no PDU."""
+
+    def test_a_proposed_transfer_syntax_that_is_not_ascii_still_gets_an_ac(
+        self, any_class: Receiver
+    ) -> None:
+        contexts = streams.presentation_context(1, b"1.2.3.4", b"1.2.840.10008.1.2.1\xff")
+        with connect(any_class) as sock:
+            sock.sendall(streams.associate_rq(contexts=contexts))
+            answer = read_pdu(sock)
+        assert answer[:1] == b"\x02", f"no A-ASSOCIATE-AC: {answer[:16]!r}"
+
+    def test_a_c_store_with_such_uids_is_stored_and_answered(self, default: Receiver) -> None:
+        uid = b"1.2.3.\xe94"
+        rq = streams.associate_rq(calling=b"SC\xd6U", implementation_class_uid=b"1.2.\xff")
+        with connect(default) as sock:
+            sock.sendall(rq)
+            assert read_pdu(sock)[:1] == b"\x02"
+            pdus = streams.message(
+                streams.STORE_CONTEXT, streams.c_store_rq(uid), streams.data_set(uid), 4096
+            )
+            sock.sendall(b"".join(pdus))
+            assert status_of(read_pdu(sock)) == SUCCESS
+            sock.sendall(streams.A_RELEASE_RQ)
+            assert read_pdu(sock)[:1] == b"\x06"
+
+
+def test_tcp_delay_turns_nagle_back_on_without_an_error(receivers: Receivers) -> None:
+    # Found by ruff (F821) next to the fuzzing: the accepted transport was never named, so
+    # every connection to a --tcp-delay receiver logged a NameError.
+    receiver = receivers.start("--tcp-delay")
+    run = dcmtk("echoscu", "-aec", "INGEST", "127.0.0.1", str(receiver.port))
+    assert run.returncode == 0, run.stderr
+    wait_until(lambda: "association.released" in receiver.log(), 10, "the release")
+    errors = [line for line in receiver.log().splitlines() if '"level":"error"' in line]
+    assert not errors, errors
