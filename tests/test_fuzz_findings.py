@@ -3,6 +3,7 @@ socket): inputs that once broke an association without an answer, or held it for
 
 import socket
 import struct
+import time
 
 import pytest
 
@@ -72,3 +73,36 @@ def test_tcp_delay_turns_nagle_back_on_without_an_error(receivers: Receivers) ->
     wait_until(lambda: "association.released" in receiver.log(), 10, "the release")
     errors = [line for line in receiver.log().splitlines() if '"level":"error"' in line]
     assert not errors, errors
+
+
+def _incoming_parts(receiver: Receiver) -> list:
+    return list((receiver.directory / "spool" / "incoming").rglob("*.part"))
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["the command and half the data set", "half a P-DATA-TF", "half a command set"],
+)
+def test_a_peer_that_stalls_mid_message_is_aborted_after_the_idle_timeout(
+    default: Receiver, sent: str
+) -> None:
+    # The idle timer stopped when a message began and restarted only once it was answered, so a
+    # peer that stopped sending halfway through held its association (and a part file) forever.
+    uid = b"1.2.3.99." + str(time.monotonic_ns()).encode()
+    command = streams.c_store_rq(uid)
+    pdus = streams.message(streams.STORE_CONTEXT, command, streams.data_set(uid, 4000), 1000)
+    partial = {
+        "the command and half the data set": b"".join(pdus[:3]),
+        "half a P-DATA-TF": pdus[0] + pdus[1][:500],
+        "half a command set": streams.p_data(streams.STORE_CONTEXT, 0x01, command[:40]),
+    }[sent]
+    with connect(default) as sock:
+        sock.sendall(streams.associate_rq())
+        assert read_pdu(sock)[:1] == b"\x02"
+        sock.sendall(partial)
+        started = time.monotonic()
+        answer = read_pdu(sock)
+        assert answer[:1] == b"\x07", f"no A-ABORT: {answer[:16]!r}"
+        assert read_pdu(sock) == b""  # closed
+        assert time.monotonic() - started < 10
+    wait_until(lambda: not _incoming_parts(default), 10, "the part file to go")
