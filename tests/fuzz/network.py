@@ -273,20 +273,21 @@ async def flood(port: int, connections: int, rng: random.Random, close_within: f
 async def campaign(
     port: int, cases: int, *, seed: int, concurrency: int, close_within: float, floods: int = 0
 ) -> tuple[list[Outcome], int]:
-    """Run `cases` cases, `concurrency` at a time, and `floods` floods of 200 connections
-    spread among them; the outcomes and how many flood connections were held too long."""
+    """Run `cases` cases, `concurrency` at a time, and `floods` floods of 200 connections spread
+    evenly among them; the outcomes and how many flood connections were held too long."""
     rng = random.Random(seed)
     made = [make_case(number, random.Random(rng.getrandbits(64))) for number in range(cases)]
     limit = asyncio.Semaphore(concurrency)
+    flood_rng = random.Random(seed + 1)
+    flood_at = {cases * (i + 1) // (floods + 1) for i in range(floods)}
+    flood_tasks: list[asyncio.Task[int]] = []
 
     async def limited(case: Case) -> Outcome:
         async with limit:
+            if case.number in flood_at:
+                flood_tasks.append(asyncio.create_task(flood(port, 200, flood_rng, close_within)))
             return await run_case(port, case, close_within)
 
-    flood_rng = random.Random(seed + 1)
-    flood_tasks = [
-        asyncio.create_task(flood(port, 200, flood_rng, close_within)) for _ in range(floods)
-    ]
     outcomes = await asyncio.gather(*(limited(case) for case in made))
     held = sum(await asyncio.gather(*flood_tasks))
     return list(outcomes), held
