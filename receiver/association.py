@@ -341,7 +341,12 @@ class Association(asyncio.Protocol):
         self._stop_idle_timer()
         self._framer.stop()
         if self._transport is not None:
-            self._transport.close()
+            if self._transport.get_write_buffer_size():
+                # What the kernel could not take, a peer that reads would have taken long ago:
+                # close() would wait for it forever, holding the socket.
+                self._transport.abort()
+            else:
+                self._transport.close()
         self._registry.live.discard(self)
         service = self.service
         if service is None:

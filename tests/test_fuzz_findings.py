@@ -3,6 +3,7 @@ socket): inputs that once broke an association without an answer, or held it for
 
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -106,3 +107,36 @@ def test_a_peer_that_stalls_mid_message_is_aborted_after_the_idle_timeout(
         assert read_pdu(sock) == b""  # closed
         assert time.monotonic() - started < 10
     wait_until(lambda: not _incoming_parts(default), 10, "the part file to go")
+
+
+def _established(port: int) -> int:
+    """Connections the receiver on `port` still has established."""
+    out = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(out.splitlines())
+
+
+def test_a_peer_that_never_reads_its_responses_loses_its_connection(default: Receiver) -> None:
+    # Closing waited for the responses in our write buffer to be read, so a peer that sent
+    # requests and never read held the connection (and its buffers) forever after the abort.
+    echoes = streams.p_data(streams.ECHO_CONTEXT, 0x03, streams.c_echo_rq()) * 200
+    with connect(default) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(streams.associate_rq())
+        assert read_pdu(sock)[:1] == b"\x02"
+        sock.setblocking(False)
+        # Requests, and never a read, until the responses fill the socket buffers (megabytes on
+        # loopback) and the receiver's own write buffer.
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            try:
+                sock.send(echoes)
+            except BlockingIOError:
+                time.sleep(0.05)
+            except (ConnectionResetError, BrokenPipeError):
+                break  # the receiver gave up on us: what this test wants
+        wait_until(lambda: _established(default.port) == 0, 15, "the receiver to drop it")

@@ -45,6 +45,12 @@ class RecordingTransport:
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # every write is taken at once
+
     def is_closing(self) -> bool:
         return self.closed
 
