@@ -24,7 +24,7 @@ from receiver.commit import GroupCommit
 from receiver.service import Storage, StorePolicy
 from receiver.states import State
 from shared.spool import Spool
-from tests.fuzz.harnesses import _check
+from tests.fuzz.harnesses import check
 
 _SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync costs nothing there
 _IMPLEMENTATION = ("2.25.36703735256449800250220714501275083266", "PACSINGEST_FUZZ")
@@ -39,7 +39,7 @@ class RecordingTransport:
         self.reading = True
 
     def write(self, data: bytes) -> None:
-        _check(not self.closed, "a write after close")
+        check(not self.closed, "a write after close")
         self.written += data
 
     def close(self) -> None:
@@ -113,7 +113,7 @@ class AssociationHarness:
         self._loop_errors.clear()
         self.enqueued.clear()
         self.loop.run_until_complete(self._drive(data, random.Random(seed), bool(seed & 1)))
-        _check(not self._loop_errors, f"the event loop saw {self._loop_errors}")
+        check(not self._loop_errors, f"the event loop saw {self._loop_errors}")
 
     async def _drive(self, data: bytes, rng: random.Random, accept_unknown: bool) -> None:
         registry = Registry(self.storage)
@@ -130,14 +130,14 @@ class AssociationHarness:
         if not transport.closed:
             association.connection_lost(None)  # the peer goes away
         await self._settle(association)
-        _check(association.state is State.Sta1, f"left in {association.state.name}")
-        _check(not registry.live, "the association is still registered")
-        _check(registry.established == 0, f"{registry.established} associations established")
+        check(association.state is State.Sta1, f"left in {association.state.name}")
+        check(not registry.live, "the association is still registered")
+        check(registry.established == 0, f"{registry.established} associations established")
         leftovers = list(self.spool.process_incoming().iterdir())
-        _check(not leftovers, f"{len(leftovers)} part files left in incoming/")
+        check(not leftovers, f"{len(leftovers)} part files left in incoming/")
         successes = _store_successes(bytes(transport.written))
         ready = list(self.spool.ready.iterdir())
-        _check(len(ready) >= successes, f"{successes} stores acknowledged, {len(ready)} ready")
+        check(len(ready) >= successes, f"{successes} stores acknowledged, {len(ready)} ready")
 
     async def _settle(self, association: Association) -> None:
         """Let the stores in flight finish their group commit and answer."""
@@ -155,11 +155,11 @@ def _store_successes(written: bytes) -> int:
     it wrote whole PDUs of known types)."""
     successes, offset, command = 0, 0, bytearray()
     while offset < len(written):
-        _check(offset + 6 <= len(written), "a PDU header cut short")
+        check(offset + 6 <= len(written), "a PDU header cut short")
         pdu_type = written[offset]
-        _check(pdu_type in _WRITTEN_PDUS, f"wrote PDU type {pdu_type}")
+        check(pdu_type in _WRITTEN_PDUS, f"wrote PDU type {pdu_type}")
         end = offset + 6 + int.from_bytes(written[offset + 2 : offset + 6], "big")
-        _check(end <= len(written), "a PDU cut short")
+        check(end <= len(written), "a PDU cut short")
         position = offset + 6
         while pdu_type == pdu.P_DATA_TF and position < end:
             item = int.from_bytes(written[position : position + 4], "big")

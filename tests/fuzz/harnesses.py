@@ -36,7 +36,7 @@ class Violation(AssertionError):
     """A property of the decoders that an input broke."""
 
 
-def _check(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
     if not condition:
         raise Violation(message)
 
@@ -56,38 +56,38 @@ class RecordingSink:
     invalid: bool = False
 
     def _after_invalid(self) -> None:
-        _check(not self.invalid, "an event after on_invalid")
+        check(not self.invalid, "an event after on_invalid")
 
     def on_pdu(self, pdu_type: int, pdu: bytes) -> None:
         self._after_invalid()
-        _check(not self.pdv_open, "a PDU inside a PDV")
-        _check(pdu[0] == pdu_type, "on_pdu type differs from its header")
-        _check(len(pdu) <= HEADER_LENGTH + MAX_ASSOCIATE_PDU, f"a PDU of {len(pdu)} bytes")
-        _check(int.from_bytes(pdu[2:6], "big") == len(pdu) - HEADER_LENGTH, "PDU length lies")
+        check(not self.pdv_open, "a PDU inside a PDV")
+        check(pdu[0] == pdu_type, "on_pdu type differs from its header")
+        check(len(pdu) <= HEADER_LENGTH + MAX_ASSOCIATE_PDU, f"a PDU of {len(pdu)} bytes")
+        check(int.from_bytes(pdu[2:6], "big") == len(pdu) - HEADER_LENGTH, "PDU length lies")
         self.events.append(("pdu", bytes(pdu)))
         self.rebuilt += pdu
 
     def on_p_data(self) -> bool:
         self._after_invalid()
-        _check(not self.pdv_open, "a P-DATA-TF inside a PDV")
+        check(not self.pdv_open, "a P-DATA-TF inside a PDV")
         self.events.append(("p_data",))
         return True
 
     def on_fragment(self, context_id: int, control: int) -> None:
         self._after_invalid()
-        _check(not self.pdv_open, "a PDV inside a PDV")
+        check(not self.pdv_open, "a PDV inside a PDV")
         self.pdv_open = True
         self.events.append(("pdv", context_id, control, bytearray()))
 
     def on_fragment_data(self, data: memoryview) -> None:
         self._after_invalid()
-        _check(self.pdv_open, "fragment data outside a PDV")
-        _check(isinstance(data, memoryview), "fragment data copied out of its chunk")
+        check(self.pdv_open, "fragment data outside a PDV")
+        check(isinstance(data, memoryview), "fragment data copied out of its chunk")
         self.events[-1][3].extend(data)
 
     def on_fragment_end(self) -> bool:
         self._after_invalid()
-        _check(self.pdv_open, "a PDV ends that never began")
+        check(self.pdv_open, "a PDV ends that never began")
         self.pdv_open = False
         return self.stop_often and self.rng.random() < 0.3
 
@@ -105,20 +105,20 @@ def _feed_all(framer: Framer, chunks: list[bytes]) -> int:
         view = memoryview(chunk)
         while view and not framer.broken:
             used = framer.feed(view)
-            _check(0 <= used <= len(view), f"feed took {used} of {len(view)} bytes")
-            _check(used == len(view) or framer.broken or used > 0, "feed made no progress")
+            check(0 <= used <= len(view), f"feed took {used} of {len(view)} bytes")
+            check(used == len(view) or framer.broken or used > 0, "feed made no progress")
             taken += used
             view = view[used:]
             # white-box: what the framer holds between calls
             partial = len(framer._partial)
             if framer._reading == _PDU_BODY:  # a PDU other than P-DATA-TF, arriving
-                _check(partial <= MAX_ASSOCIATE_PDU, f"{partial} bytes of a PDU buffered")
+                check(partial <= MAX_ASSOCIATE_PDU, f"{partial} bytes of a PDU buffered")
             else:
-                _check(partial <= PDV_HEADER_LENGTH, f"{partial} bytes of a header buffered")
+                check(partial <= PDV_HEADER_LENGTH, f"{partial} bytes of a header buffered")
             # a PDV never reaches past its PDU, a PDU never past its declared length
             left, pdv_left = framer._pdu_left, framer._pdv_left
             if not framer.broken:
-                _check(0 <= pdv_left <= left, f"PDU {left}, PDV {pdv_left} bytes left")
+                check(0 <= pdv_left <= left, f"PDU {left}, PDV {pdv_left} bytes left")
     return taken
 
 
@@ -178,12 +178,12 @@ def framer(data: bytes) -> None:
         sink = RecordingSink(rng, stop_often=chunked)
         machine = Framer(sink, max_pdu)
         taken = _feed_all(machine, _chunks(data, rng) if chunked else [data])
-        _check(taken == len(data) or machine.broken, f"{len(data) - taken} bytes left unread")
+        check(taken == len(data) or machine.broken, f"{len(data) - taken} bytes left unread")
         if not machine.broken:
             complete = not machine.mid_pdu
-            _check(_rebuilds(sink, data, complete), "the events do not rebuild the stream")
+            check(_rebuilds(sink, data, complete), "the events do not rebuild the stream")
         runs.append(_merged(sink.events))
-    _check(runs[0] == runs[1], "chunking changed what the framer reported")
+    check(runs[0] == runs[1], "chunking changed what the framer reported")
 
 
 def _merged(events: list[tuple]) -> list[tuple]:
@@ -230,22 +230,22 @@ def associate_rq(data: bytes) -> None:
             decoded.decode(ac)
             results = {cx.context_id: cx.result for cx in decoded.presentation_context}
             expected = {cx.context_id: cx.result for cx in answer.contexts}
-            _check(results == expected, f"the AC says {results}, we decided {expected}")
+            check(results == expected, f"the AC says {results}, we decided {expected}")
 
 
 def _compare_with_pynetdicom(rq, theirs: PynetdicomRQ) -> None:
     request = rq.request
     if rq.called_field.isascii():
-        _check(
+        check(
             theirs.called_ae_title.strip() == rq.called_field.decode().strip(),
             "Called AE title differs from pynetdicom's",
         )
     mine = {cx.context_id: cx for cx in request.contexts}
     for context in theirs.presentation_context:
         ours = mine.get(context.context_id)
-        _check(ours is not None, f"context {context.context_id} missing")
+        check(ours is not None, f"context {context.context_id} missing")
         if context.abstract_syntax is not None and ours.abstract_syntax.isascii():
-            _check(
+            check(
                 str(context.abstract_syntax).rstrip("\0 ") == ours.abstract_syntax,
                 "abstract syntax differs from pynetdicom's",
             )
@@ -259,7 +259,7 @@ def _compare_with_pynetdicom(rq, theirs: PynetdicomRQ) -> None:
         else []
     )
     if maximum:
-        _check(maximum[0] == rq.maximum_length, "maximum length differs from pynetdicom's")
+        check(maximum[0] == rq.maximum_length, "maximum length differs from pynetdicom's")
 
 
 # -- the DIMSE command set --------------------------------------------------------------------
@@ -270,20 +270,20 @@ def command_set(data: bytes) -> None:
         command = dimse.decode(data)
     except dimse.CommandError:
         return
-    _check(0 <= command.command_field <= 0xFFFF, "Command Field out of range")
+    check(0 <= command.command_field <= 0xFFFF, "Command Field out of range")
     if command.is_response:
         return
     for status, comment in ((dimse.SUCCESS, ""), (dimse.OUT_OF_RESOURCES, "cannot spool: x" * 9)):
         encoded = dimse.response(command, status, with_uids=True, error_comment=comment)
         answer = dimse.decode(encoded)
-        _check(answer.command_field == command.command_field | dimse.RESPONSE, "response field")
-        _check(not answer.has_data_set, "a response with a data set")
+        check(answer.command_field == command.command_field | dimse.RESPONSE, "response field")
+        check(not answer.has_data_set, "a response with a data set")
         length = int.from_bytes(encoded[8:12], "little")
-        _check(length == len(encoded) - 12, "Command Group Length lies")
+        check(length == len(encoded) - 12, "Command Group Length lies")
         responded_to = struct.pack(
             "<HHIH", 0, dimse.MESSAGE_ID_BEING_RESPONDED_TO, 2, command.message_id
         )
-        _check(responded_to in encoded, "Message ID Being Responded To")
+        check(responded_to in encoded, "Message ID Being Responded To")
 
 
 HARNESSES = {"framer": framer, "associate_rq": associate_rq, "command_set": command_set}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fuzz import live_checks, network
+from tests.fuzz import live_checks, network, streams
 
 
 @dataclass
@@ -116,9 +116,10 @@ def run(
 ) -> Report:
     _raise_file_limit()
     pids = live_checks.receiver_pids(receive_log.read_text())
+    # Clean sessions first: each receiver opens what it keeps open (its Redis connection).
     clean = [
-        network.Case(-i, "none", "wait", [b"".join(network.streams.session([uid])[0])])
-        for i, uid in enumerate((b"1.2.826.0.1.3680043.9.7777.0.%d" % n for n in range(8)), 1)
+        network.Case(-n, "none", "wait", [b"".join(streams.session([b"1.2.826.0.1.9.%d" % n])[0])])
+        for n in range(1, 9)
     ]
     asyncio.run(_run_all(port, clean, close_within))
     _settle(lambda: not live_checks.ready_files(spool), settle_s)
