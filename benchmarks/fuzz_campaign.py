@@ -53,7 +53,7 @@ def run_harness(name: str, runs: int, seed: int, work: Path) -> dict[str, object
         text=True,
         check=False,  # a crash is a result to report
     )
-    output = result.stderr
+    output = result.stderr + result.stdout  # atheris prints a finding's traceback on stdout
     (work / name / "libfuzzer.log").write_text(output)
     done = re.findall(r"cov: (\d+) ft: (\d+) corp: (\d+)/", output)
     executed = re.search(r"stat::number_of_executed_units: (\d+)", output)
