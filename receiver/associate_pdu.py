@@ -69,8 +69,14 @@ class AssociateRQ:
     user_identity: UserIdentity | None
 
 
+def _ascii(raw: bytes) -> str:
+    """Bytes of a field meant to be ASCII, read as the reference (Java's US-ASCII) reads them: a
+    byte above 0x7F becomes "?", so whatever we echo (the AC, the file meta) encodes again."""
+    return raw.decode("ascii", "replace").replace("\ufffd", "?")
+
+
 def _text(raw: bytes) -> str:
-    return raw.rstrip(b"\x00 ").decode("ascii", "replace")
+    return _ascii(raw.rstrip(b"\x00 "))
 
 
 def _items(data: bytes, start: int, end: int, where: str) -> list[tuple[int, int, int]]:
@@ -203,8 +209,8 @@ def decode_rq(pdu: bytes) -> AssociateRQ:
         protocol_version=version,
         request=AssociateRequest(
             application_context=application_context,
-            called_ae_title=called.decode("ascii", "replace"),
-            calling_ae_title=calling.decode("ascii", "replace"),
+            called_ae_title=_ascii(called),
+            calling_ae_title=_ascii(calling),
             contexts=tuple(contexts),
             roles=user.roles,
             common_extended=user.common_extended,

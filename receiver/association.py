@@ -93,6 +93,7 @@ class Association(asyncio.Protocol):
         self._stash: memoryview | None = None  # bytes read but held back
         self._release_wanted = False
         self._started = time.monotonic()
+        self._last_received = self._started  # when the peer last sent a byte
         self._ending = "closed"  # how the association ended, for the log line
 
     # -- transport --------------------------------------------------------------------------
@@ -105,6 +106,7 @@ class Association(asyncio.Protocol):
         self._event(Event.Evt5)
 
     def data_received(self, data: bytes) -> None:
+        self._last_received = time.monotonic()
         if self._stash is not None:  # held: keep it for when reading resumes
             self._stash = memoryview(bytes(self._stash) + data)
             return
@@ -199,6 +201,7 @@ class Association(asyncio.Protocol):
         self._holds.discard(reason)
         if self._holds or self._transport is None:
             return
+        self._last_received = time.monotonic()  # the peer's silence while held is ours
         stash, self._stash = self._stash, None
         if stash is not None:
             self._feed(stash)
@@ -269,8 +272,23 @@ class Association(asyncio.Protocol):
             self._idle = None
 
     def _idle_timeout(self) -> None:
-        if self.service is not None and self.service.idle and not self._framer.mid_pdu:
-            self.abort(f"idle for {self.rules.idle_timeout_s} s (--idle-timeout)")
+        """Abort an association with nothing in progress; or one whose peer, in the middle of
+        a message or PDU, has sent nothing for as long (it would hold its slot and part file
+        forever). With operations of ours in progress, `operations_done` restarts the timer."""
+        self._idle = None
+        service, timeout = self.service, self.rules.idle_timeout_s
+        assert service is not None and timeout is not None
+        if self._framer.mid_pdu or service.mid_message:
+            # While we hold reading back (--receive-delay, flow control) the peer cannot send.
+            quiet = 0.0 if self._holds else time.monotonic() - self._last_received
+            if quiet < timeout:
+                self._idle = asyncio.get_running_loop().call_later(
+                    timeout - quiet, self._idle_timeout
+                )
+            else:
+                self.abort(f"nothing received for {timeout} s mid-message (--idle-timeout)")
+        elif service.idle:
+            self.abort(f"idle for {timeout} s (--idle-timeout)")
 
     def _decide(self, rq: AssociateRQ) -> None:
         """The A-ASSOCIATE response of our service user: accept (Evt7) or reject (Evt8)."""
@@ -323,7 +341,12 @@ class Association(asyncio.Protocol):
         self._stop_idle_timer()
         self._framer.stop()
         if self._transport is not None:
-            self._transport.close()
+            if self._transport.get_write_buffer_size():
+                # What the kernel could not take, a peer that reads would have taken long ago:
+                # close() would wait for it forever, holding the socket.
+                self._transport.abort()
+            else:
+                self._transport.close()
         self._registry.live.discard(self)
         service = self.service
         if service is None:
@@ -419,7 +442,8 @@ class Association(asyncio.Protocol):
         )
 
     def _dt_2(self) -> None:
-        self._stop_idle_timer()  # a message is arriving; the timer restarts once it is answered
+        if self._idle is None:  # a message is arriving: the timer now watches for a stall
+            self._start_idle_timer()
 
     def _ar_1(self) -> None:
         assert self.service is not None

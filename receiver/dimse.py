@@ -94,7 +94,9 @@ class Command:
 
 
 def _uid(value: bytes) -> str:
-    return value.rstrip(b"\x00 ").decode("ascii", "replace")
+    # A byte above 0x7F becomes "?", as the reference's US-ASCII decoding has it, so the UID
+    # can go into the file meta and the response.
+    return value.rstrip(b"\x00 ").decode("ascii", "replace").replace("\ufffd", "?")
 
 
 def _us(value: bytes, tag: int) -> int:

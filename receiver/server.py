@@ -126,7 +126,7 @@ class Receiver:
             return
         handshake_timeout = network.request_timeout_s or _DEFAULT_HANDSHAKE_TIMEOUT_S
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: Association(self.rules, self.registry),
                 client,
                 ssl=self._tls,
@@ -135,6 +135,13 @@ class Receiver:
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             log.warning("tls.handshake_failed", peer=peer, error=str(exc) or type(exc).__name__)
             client.close()
+            return
+        if network.tcp_delay:
+            # --tcp-delay asks for Nagle's algorithm, whatever the transport set.
+            with contextlib.suppress(OSError):
+                transport.get_extra_info("socket").setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY, 0
+                )
 
     # -- running -------------------------------------------------------------------------------
 
