@@ -105,6 +105,14 @@ class ServiceUser:
         return self._message is not None or self._command_context is not None
 
     @property
+    def answers_due(self) -> int:
+        """Requests received whole and not answered yet (stores waiting for their group
+        commit, or for --receive-delay and --response-delay)."""
+        arriving = self._message
+        counted = arriving is not None and (arriving.store_index or arriving.refusal is not None)
+        return self._in_progress - bool(counted)
+
+    @property
     def idle(self) -> bool:
         """No operation in progress and no message half received."""
         return not self._in_progress and not self.mid_message
@@ -320,7 +328,11 @@ class ServiceUser:
         was never told it is stored). Stores already complete finish their commit. The number
         of objects left unfinished."""
         message, self._message = self._message, None
-        if message is not None and message.part is not None:
-            message.part.discard()
-            return 1
-        return 0
+        if message is None:
+            return 0
+        if message.store_index or message.refusal is not None:
+            self._in_progress -= 1  # an operation that will never be answered
+        if message.part is None:
+            return 0
+        message.part.discard()
+        return 1

@@ -143,8 +143,7 @@ class AssociationHarness:
         """Let the stores in flight finish their group commit and answer."""
         for _ in range(2000):
             service = association.service
-            tasks = service._tasks if service is not None else ()
-            if not tasks:
+            if service is None or not service.answers_due:
                 break
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)
