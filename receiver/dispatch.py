@@ -8,14 +8,17 @@ class is stored, and everything else is refused with a status and an Error Comme
 import enum
 from dataclasses import dataclass
 
-VERIFICATION = "1.2.840.10008.1.1"
-ERROR_COMMENT_MAX = 64  # (0000,0902) is an LO
+from receiver.dimse import (
+    C_ECHO_RQ,
+    C_STORE_RQ,
+    MISTYPED_ARGUMENT,
+    NO_SUCH_SOP_CLASS,
+    REQUEST_NAMES,
+    SOP_CLASS_NOT_SUPPORTED,
+    UNRECOGNIZED_OPERATION,
+)
 
-# DIMSE statuses (PS3.7 Annex C)
-NO_SUCH_SOP_CLASS = 0x0118
-SOP_CLASS_NOT_SUPPORTED = 0x0122
-UNRECOGNIZED_OPERATION = 0x0211
-MISTYPED_ARGUMENT = 0x0212
+VERIFICATION = "1.2.840.10008.1.1"
 
 
 class Service(enum.Enum):
@@ -29,18 +32,18 @@ class Refusal:
     comment: str
 
 
-def route(command: str, sop_class_uid: str | None) -> Service | Refusal:
-    """The service for a `command` request ("C-STORE", "N-GET", ...) on `sop_class_uid`."""
+def route(command_field: int, sop_class_uid: str) -> Service | Refusal:
+    """The service for a request with `command_field` on `sop_class_uid` ("" if absent)."""
+    name = REQUEST_NAMES.get(command_field)
+    if name is None:
+        return Refusal(UNRECOGNIZED_OPERATION, f"unknown command 0x{command_field:04X}")
     if not sop_class_uid:
-        return Refusal(MISTYPED_ARGUMENT, f"{command}-RQ has no SOP Class UID")
+        return Refusal(MISTYPED_ARGUMENT, f"{name}-RQ has no SOP Class UID")
     if sop_class_uid == VERIFICATION:
-        if command == "C-ECHO":
+        if command_field == C_ECHO_RQ:
             return Service.VERIFICATION
-        return Refusal(UNRECOGNIZED_OPERATION, f"{command} is not a Verification operation")
-    if command == "C-STORE":
+        return Refusal(UNRECOGNIZED_OPERATION, f"{name} is not a Verification operation")
+    if command_field == C_STORE_RQ:
         return Service.STORAGE
-    if command.startswith("C-"):
-        return Refusal(
-            SOP_CLASS_NOT_SUPPORTED, f"{command} is not supported: this is a Storage SCP"
-        )
-    return Refusal(NO_SUCH_SOP_CLASS, f"{command} is not supported: this is a Storage SCP")
+    status = SOP_CLASS_NOT_SUPPORTED if name.startswith("C-") else NO_SUCH_SOP_CLASS
+    return Refusal(status, f"{name} is not supported: this is a Storage SCP")

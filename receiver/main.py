@@ -31,7 +31,10 @@ def listen(bind: Bind, receive_buffer: int = 0) -> socket.socket:
         if receive_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.bind((bind.host, bind.port))
-        sock.listen(50)
+        # The kernel's limit, not 50: when a burst of connects (a flood of half-open ones, or
+        # many modalities at once) fills a short accept queue while the receivers are busy,
+        # every further sender waits out SYN retransmits of 1, 3, 7 s.
+        sock.listen(socket.SOMAXCONN)
     except OSError as exc:
         sock.close()
         raise BindError(

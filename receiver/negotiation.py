@@ -2,10 +2,10 @@
 
 Input: the facts of an A-ASSOCIATE-RQ and the receiver's policy. Output: either the
 A-ASSOCIATE-RJ triple, or what the A-ASSOCIATE-AC says (per-context results, SCP/SCU role items,
-the asynchronous operations window). `receiver/association.py` applies it to pynetdicom.
+the asynchronous operations window). `receiver/association.py` sends what it decides.
 
-The reference's order of checks: protocol version (pynetdicom's state machine does that one before
-we are asked, with the same RJ(1, 2, 2)), application context, Called AE title, Calling AE title.
+The reference's order of checks: protocol version (the upper layer's own, in AE-6, with
+RJ(1, 2, 2)), application context, Called AE title, Calling AE title.
 An association is accepted even when no presentation context is.
 """
 

@@ -11,9 +11,13 @@ from shared.options import Option, dicom_int, non_negative
 
 NETWORK = "network"
 DEFAULT_PDU_LENGTH = 16378
-# Deliberately 8 times the reference's 16378: pynetdicom pays per PDU, and a 512 KB object in
-# 16 KB PDUs spends more time between PDUs than on its bytes (benchmarks/ingest.py: 64 % faster).
-# Senders still choose smaller PDUs if they like; memory stays bounded by this.
+# Deliberate differences from the reference, which waits forever: a connection that never sends
+# its A-ASSOCIATE-RQ is dropped after 30 s (the ARTIM timeout DCMTK and pynetdicom use), and an
+# association idle for 5 minutes is aborted, so no peer can hold a slot for good.
+DEFAULT_REQUEST_TIMEOUT = 30_000
+DEFAULT_IDLE_TIMEOUT = 300_000
+# Deliberately 8 times the reference's 16378: fewer, larger PDUs cost less per byte for large
+# objects. Senders still choose smaller PDUs if they like; our memory does not depend on it.
 DEFAULT_RECEIVE_PDU_LENGTH = 131072
 _PDV_HEADER = 6  # a fragment needs room after its item header
 
@@ -79,10 +83,11 @@ ROWS = (
     ),
     Option(
         ("--request-timeout",),
-        "close a connection that sends no A-ASSOCIATE-RQ within this time (0: wait forever)",
+        "close a connection that sends no A-ASSOCIATE-RQ (nor finishes its TLS handshake) within "
+        "this time (0: wait forever)",
         NETWORK,
         type=non_negative(dicom_int),
-        default=0,
+        default=DEFAULT_REQUEST_TIMEOUT,
         env="PACS_INGEST_REQUEST_TIMEOUT",
         metavar="ms",
     ),
@@ -91,7 +96,7 @@ ROWS = (
         "abort an association idle (no operation in progress) for this long (0: never)",
         NETWORK,
         type=dicom_int,
-        default=0,
+        default=DEFAULT_IDLE_TIMEOUT,
         env="PACS_INGEST_IDLE_TIMEOUT",
         metavar="ms",
     ),

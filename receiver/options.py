@@ -78,6 +78,10 @@ def duplicates_policy(text: str) -> str:
     return text
 
 
+# Per receiver process; the reference has no limit. Each association costs a descriptor and a
+# few kilobytes, so this is about fairness to other senders, not memory.
+DEFAULT_MAX_ASSOCIATIONS = 200
+
 ASSOCIATION = "association"
 STORAGE = "storage"
 PROCESSES = "processes"
@@ -232,12 +236,22 @@ OUR_ROWS = (
     ),
     Option(
         ("--receivers",),
-        "receiver processes sharing the port",
+        "receiver processes sharing the port (one event loop each)",
         PROCESSES,
         type=positive(dicom_int),
-        default=1,
+        default=os.cpu_count() or 1,
         metavar="n",
         env="PACS_INGEST_RECEIVERS",
+    ),
+    Option(
+        ("--max-associations",),
+        "associations one receiver process serves at once; more are refused as transient "
+        "(A-ASSOCIATE-RJ 2, 3, 2: local limit exceeded)",
+        PROCESSES,
+        type=positive(dicom_int),
+        default=DEFAULT_MAX_ASSOCIATIONS,
+        metavar="n",
+        env="PACS_INGEST_MAX_ASSOCIATIONS",
     ),
     Option(
         ("--sweep-interval",),
@@ -268,6 +282,7 @@ class ReceiverSettings:
     spool_dir: str
     filing: Filing
     receivers: int
+    max_associations: int
     sweep_interval: int
     redis_url: str
     queue: str
@@ -295,6 +310,7 @@ class ReceiverSettings:
             spool_dir=os.path.abspath(args.spool_dir),
             filing=filing_from_args(args),
             receivers=args.receivers,
+            max_associations=args.max_associations,
             sweep_interval=args.sweep_interval,
             redis_url=args.redis_url,
             queue=args.queue,

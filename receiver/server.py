@@ -1,52 +1,38 @@
-"""One receiver process: a pynetdicom AE serving a listening socket it inherited from its parent.
+"""One receiver process: one event loop serving every association it accepts on the listening
+socket it inherited from its parent.
 
 The parent binds the port once (so "port in use" is one clear error) and every receiver process
-accepts on that same socket; whichever process is least busy picks up the next association.
-Each accepted connection gets its socket options, its TLS handshake (on its own thread, so a slow
-or hostile peer holds up nobody) and a `ReceiverAssociation` following the reference's rules.
+accepts on that same socket, one connection per readiness, so whichever loop is least busy wakes
+first and takes the next association. No thread per association, no polling: a connection costs a
+socket, a protocol object and its timers. Threads run only what blocks: fsync and the group commit
+(receiver.commit).
 """
 
+import asyncio
+import contextlib
+import resource
+import signal
 import socket
-import socketserver
-import ssl
-import threading
 import time
-from datetime import datetime
-from typing import Any
-
-from pynetdicom import AE, _config, evt
-from pynetdicom.association import Association
-from pynetdicom.events import Event
-from pynetdicom.sop_class import Verification
-from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from receiver import tls
-from receiver.association import AssociationRules, LingeringSocket, ReceiverAssociation
-from receiver.commit import Committer
+from receiver.associate_pdu import Acceptor
+from receiver.association import Association, AssociationRules, Registry
+from receiver.commit import GroupCommit
 from receiver.negotiation import AssociationPolicy
-from receiver.network_options import NetworkSettings
 from receiver.options import ReceiverSettings
 from receiver.pressure import Pressure
-from receiver.spool_file import SpoolFiles
-from receiver.store import StoreHandler, StorePolicy
-from shared import log
-from shared.processes import StopSignal
+from receiver.service import Storage, StorePolicy
+from shared import __version__, log
+from shared.jobs import IngestJob, enqueue_ingest
 from shared.queue import connect, ingest_queue
 from shared.spool import Spool
 
+IMPLEMENTATION_CLASS_UID = "2.25.36703735256449800250220714501275083266"
+IMPLEMENTATION_VERSION_NAME = f"PACSINGEST_{__version__}"[:16]
 _SHUTDOWN_GRACE_S = 12.0
-_ACCEPT_YIELD_S = 0.01
-
-
-def configure_pynetdicom() -> None:
-    """pynetdicom's process-wide switches, set once when a receiver process starts.
-
-    Chunked receive streams each data set to a file instead of decoding it; the standard log
-    handlers format every PDU even when nobody reads them. (Which SOP classes are accepted is
-    `receiver.negotiation`'s business, not pynetdicom's.)
-    """
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    _config.LOG_HANDLER_LEVEL = "none"
+_DEFAULT_HANDSHAKE_TIMEOUT_S = 60.0  # without --request-timeout, as asyncio's own default
+_RETRY_UNQUEUED_EVERY_S = 2.0
 
 
 def association_rules(settings: ReceiverSettings, pressure: Pressure) -> AssociationRules:
@@ -59,201 +45,148 @@ def association_rules(settings: ReceiverSettings, pressure: Pressure) -> Associa
             max_ops_invoked=network.max_ops_invoked,
             max_ops_performed=network.max_ops_performed,
         ),
-        receive_delays=settings.receive_delay,
-        response_delays=settings.response_delay,
-        soclose_delay_ms=network.soclose_delay,
+        acceptor=Acceptor(
+            network.max_pdulen_rcv, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+        ),
+        request_timeout_s=network.request_timeout_s,
+        idle_timeout_s=network.idle_timeout_s,
+        soclose_delay_s=network.soclose_delay / 1000,
         max_pdulen_snd=network.max_pdulen_snd,
+        max_associations=settings.max_associations,
         refusal=pressure.refusal,
     )
 
 
-class ReceiverRequestHandler(RequestHandler):
-    """One accepted connection: TLS handshake if configured, then a `ReceiverAssociation`."""
-
-    server: "ReceiverServer"
-
-    def handle(self) -> None:
-        if self.server.tls_context is not None:
-            try:
-                self.request = tls.handshake(
-                    self.server.tls_context, self.request, self.server.network.request_timeout_s
-                )
-            except (ssl.SSLError, OSError) as exc:
-                log.warning("tls.handshake_failed", peer=self.client_address[0], error=str(exc))
-                self.request.close()
-                return
-        super().handle()
-
-    def _create_association(self) -> Association:
-        """As pynetdicom's, with our association and socket classes."""
-        assoc = ReceiverAssociation(self.ae, self.server.rules)
-        assoc._server = self.server
-        assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
-        linger_s = self.server.rules.soclose_delay_ms / 1000
-        assoc.set_socket(LingeringSocket(assoc, self.request, linger_s))
-        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
-        assoc.acceptor.ae_title = self.server.ae_title
-        assoc.acceptor.address_info = self.local
-        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
-        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
-        assoc.requestor.address_info = self.remote
-        for event, handlers in self.server._handlers.items():
-            if event.is_intervention and handlers:
-                assoc.bind(event, *handlers)
-            elif isinstance(event, evt.NotificationEvent):
-                for handler, args in handlers:  # type: ignore[misc]
-                    assoc.bind(event, handler, args)
-        return assoc
+def _raise_file_limit() -> None:
+    """Each connection is a descriptor: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class ReceiverServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server on an already listening socket, with the reference's
-    per-connection socket options and TLS."""
+class Receiver:
+    """The accept loop and the associations of one process."""
 
-    daemon_threads = True
-
-    def __init__(
-        self,
-        *args: Any,
-        listen_socket: socket.socket,
-        rules: AssociationRules,
-        network: NetworkSettings,
-        tls_context: ssl.SSLContext | None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, settings: ReceiverSettings, listen_socket: socket.socket) -> None:
+        self._settings = settings
         self._listen_socket = listen_socket
-        self._connections = 0
-        self._count_lock = threading.Lock()
-        self.rules = rules
-        self.network = network
-        self.tls_context = tls_context
-        super().__init__(*args, request_handler=ReceiverRequestHandler, **kwargs)
+        self._tls = tls.build(settings.tls, probe=False)
+        self.spool = Spool(settings.spool_dir)
+        self.spool.create()
+        self.pressure = Pressure(self.spool, settings.pressure)
+        rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
 
-    def server_bind(self) -> None:
-        self.socket.close()
-        self.socket = self._listen_socket
-        self.server_address = self.socket.getsockname()
+        def enqueue(names: list[str]) -> None:
+            enqueue_ingest(rq_queue, IngestJob(str(self.spool), tuple(names), settings.filing))
 
-    def server_activate(self) -> None:
-        # Already listening. Non-blocking, because every receiver process selects on this socket
-        # and all but one lose each race to accept.
-        self.socket.setblocking(False)
+        self.committer = GroupCommit(self.spool, enqueue)
+        policy = StorePolicy(
+            settings.status,
+            settings.ignore,
+            settings.require_queue,
+            settings.receive_delay,
+            settings.response_delay,
+        )
+        self.registry = Registry(Storage(self.spool, self.committer, policy))
+        self.rules = association_rules(settings, self.pressure)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def shutdown(self) -> None:
-        # pynetdicom's shutdown also unregisters from AE.start_server's list, where we are not.
-        socketserver.BaseServer.shutdown(self)
-        self.server_close()
+    # -- accepting -----------------------------------------------------------------------------
 
-    def server_close(self) -> None:
-        # Only our descriptor: shutdown(2) would stop the shared socket in every receiver.
-        self.socket.close()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _on_acceptable(self) -> None:
+        """One connection per wake-up: the other receiver processes woke too, and the least
+        busy of them should take the next one."""
         try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._count_lock:
-                self._connections -= 1
+            client, _ = self._listen_socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another process took it
+        except OSError as exc:  # out of descriptors, for instance: try again in a moment
+            log.error("receiver.accept_failed", error=str(exc))
+            assert self._loop is not None
+            self._loop.remove_reader(self._listen_socket)
+            self._loop.call_later(1.0, self._start_accepting)
+            return
+        self._loop.create_task(self._connect(client))  # type: ignore[union-attr]
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        # Every receiver process wakes for each new connection and the first to accept wins.
-        # A busy process waits a little per association it serves, so an idle one wins, and
-        # associations spread over the processes instead of piling onto one.
-        if self._connections:
-            time.sleep(min(self._connections * _ACCEPT_YIELD_S, 5 * _ACCEPT_YIELD_S))
-        client, address = self.socket.accept()
-        with self._count_lock:
-            self._connections += 1  # until its thread ends (process_request_thread)
-        client.setblocking(True)
-        if not self.network.tcp_delay:
-            # Small objects crawl under Nagle's algorithm; the reference disables it too.
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.network.sosnd_buffer:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.network.sosnd_buffer)
-        return client, address
+    def _start_accepting(self) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(self._listen_socket, self._on_acceptable)
 
+    async def _connect(self, client: socket.socket) -> None:
+        network = self._settings.network
+        try:
+            if not network.tcp_delay:
+                # Small objects crawl under Nagle's algorithm; the reference disables it too.
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if network.sosnd_buffer:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, network.sosnd_buffer)
+            peer = client.getpeername()[0]
+        except OSError:  # the peer is gone already
+            client.close()
+            return
+        handshake_timeout = network.request_timeout_s or _DEFAULT_HANDSHAKE_TIMEOUT_S
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: Association(self.rules, self.registry),
+                client,
+                ssl=self._tls,
+                ssl_handshake_timeout=handshake_timeout if self._tls else None,
+            )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            log.warning("tls.handshake_failed", peer=peer, error=str(exc) or type(exc).__name__)
+            client.close()
+            return
+        if network.tcp_delay:
+            # --tcp-delay asks for Nagle's algorithm, whatever the transport set.
+            with contextlib.suppress(OSError):
+                transport.get_extra_info("socket").setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY, 0
+                )
 
-def build_ae(settings: ReceiverSettings) -> AE:
-    """The AE of one receiver process. Association policy lives in `association_rules`."""
-    ae = AE(ae_title=settings.bind.ae_title or "PACS-INGEST")
-    # pynetdicom refuses to serve without a supported context; our negotiation never reads it.
-    ae.add_supported_context(Verification)
-    ae.maximum_associations = 1_000_000  # the reference sets no limit
-    ae.maximum_pdu_size = settings.network.max_pdulen_rcv
-    ae.acse_timeout = settings.network.request_timeout_s
-    ae.network_timeout = settings.network.idle_timeout_s
-    ae.dimse_timeout = None
-    return ae
+    # -- running -------------------------------------------------------------------------------
 
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then release, drain and return."""
+        self._loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(signum, stop.set)
+        self._listen_socket.setblocking(False)
+        retry = self._loop.create_task(self._retry_unqueued())
+        self._start_accepting()
+        log.event("receiver.started", port=self._settings.bind.port, spool=str(self.spool))
+        await stop.wait()
+        self._loop.remove_reader(self._listen_socket)
+        self._listen_socket.close()  # our descriptor only: the other processes keep theirs
+        unfinished = await self._drain()
+        retry.cancel()
+        await asyncio.to_thread(self.committer.close)
+        log.event("receiver.stopped", unfinished_associations=unfinished)
 
-def _established(server: ThreadedAssociationServer) -> list[Association]:
-    """Associations that may still send a store; one still negotiating (or a bare TCP
-    connection waiting out the ACSE timeout) has nothing in flight."""
-    return [assoc for assoc in server.active_associations if assoc.is_established]
+    async def _retry_unqueued(self) -> None:
+        while True:
+            await asyncio.sleep(_RETRY_UNQUEUED_EVERY_S)
+            self.committer.retry_unqueued()
+
+    async def _drain(self) -> int:
+        """Release every association once its operations are answered; abort what is left
+        halfway through the grace period; the number still open at its end."""
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        for assoc in list(self.registry.live):
+            assoc.request_release()
+        aborted = False
+        while self.registry.live and time.monotonic() < deadline:
+            if not aborted and time.monotonic() > deadline - _SHUTDOWN_GRACE_S / 2:
+                aborted = True
+                for assoc in list(self.registry.live):
+                    assoc.abort("receiver shutting down")
+            await asyncio.sleep(0.05)
+        return len(self.registry.live)
 
 
 def serve(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
-    """Run one receiver process until SIGTERM or SIGINT, then drain and return."""
-    configure_pynetdicom()
-    stop = StopSignal().install()
-
-    spool = Spool(settings.spool_dir)
-    spool.create()
-    files = SpoolFiles(spool)
-    files.install()
-    pressure = Pressure(spool, settings.pressure)
-    pressure.start()
-    committer = Committer(
-        spool, ingest_queue(connect(settings.redis_url), settings.queue), settings.filing
-    )
-    store = StoreHandler(
-        spool,
-        files,
-        committer,
-        StorePolicy(settings.status, settings.ignore, settings.require_queue),
-    )
-
-    def discard_unfinished(event: Event) -> None:
-        if count := files.discard_unfinished(event.assoc):
-            log.warning("store.incomplete", objects=count, peer=event.assoc.requestor.address)
-
-    busy: set[Association] = set()
-
-    def handle_store(event: Event) -> Any:
-        busy.add(event.assoc)
-        try:
-            return store(event)
-        finally:
-            event.assoc.pacing.before_store_response()  # --response-delay, success or not
-            busy.discard(event.assoc)
-
-    ae = build_ae(settings)
-    server = ae.make_server(
-        (settings.bind.host, settings.bind.port),
-        evt_handlers=[
-            (evt.EVT_C_STORE, handle_store),
-            (evt.EVT_CONN_CLOSE, discard_unfinished),
-        ],
-        server_class=ReceiverServer,
-        listen_socket=listen_socket,
-        rules=association_rules(settings, pressure),
-        network=settings.network,
-        tls_context=tls.build(settings.tls, probe=False),
-    )
-    acceptor = threading.Thread(target=server.serve_forever, name="acceptor", daemon=True)
-    acceptor.start()
-    log.event("receiver.started", port=settings.bind.port, spool=str(spool))
-    stop.wait()
-
-    # Stop accepting; let associations end, aborting each one between two stores if it lingers.
-    server.shutdown()
-    deadline = time.monotonic() + _SHUTDOWN_GRACE_S
-    while (established := _established(server)) and time.monotonic() < deadline:
-        if time.monotonic() > deadline - _SHUTDOWN_GRACE_S / 2:
-            for assoc in established:
-                if assoc not in busy:
-                    assoc.abort()
-        time.sleep(0.05)
-    committer.close()
-    pressure.stop()
-    log.event("receiver.stopped", unfinished_associations=len(_established(server)))
+    """Run one receiver process until SIGTERM or SIGINT."""
+    _raise_file_limit()
+    receiver = Receiver(settings, listen_socket)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(receiver.run())

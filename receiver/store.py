@@ -1,85 +1,101 @@
-"""C-STORE: the data set streamed into incoming/, fsync, move to ready/, enqueue, then answer.
+"""One C-STORE's part file: the file meta the reference writes, then the data set bytes exactly
+as they arrive, straight from the PDVs that carry them.
 
-pynetdicom has already streamed the data set into a SpoolFile (receiver.spool_file) behind the
-file meta the reference writes. Here the store is made durable, its job enqueued, and the peer
-answered: Success only once the object's bytes and its ready/ entry are on disk.
+The part file lives in this process's incoming/ folder, on the spool's file system, so it becomes
+the final file by a rename (never a copy, never TMPDIR). A write that fails (disk full, I/O error)
+is recorded, the file is truncated to give the space back to the stores still arriving, and the
+rest of the data set is read and dropped, so the store ends in 0xA700 with an Error Comment rather
+than a broken association.
 """
 
+import contextlib
+import os
 from dataclasses import dataclass
 
-from pydicom.dataset import Dataset
-from pynetdicom.events import Event
-
-from receiver.commit import Committer
-from receiver.spool_file import SpoolFile, SpoolFiles
-from shared import log
-from shared.spool import Spool
-
-# DIMSE statuses (PS3.4 Annex B.2.3 and PS3.7 Annex C)
-OUT_OF_RESOURCES = 0xA700
-PROCESSING_FAILURE = 0x0110
-ERROR_COMMENT_MAX = 64
+from shared import part10
+from shared.spool import Spool, new_name
 
 
 @dataclass(frozen=True, slots=True)
-class StorePolicy:
-    status: int  # --status: the status of every successful store
-    ignore: bool  # --ignore: answer without storing
-    require_queue: bool  # --require-queue: no Success unless the job is enqueued
+class Origin:
+    """What the file meta says about where an object came from (reference §4 step 5)."""
+
+    implementation_class_uid: str  # the peer's, from its A-ASSOCIATE-RQ
+    implementation_version_name: str
+    calling_ae_title: str
 
 
-def failure(status: int, comment: str) -> Dataset:
-    rsp = Dataset()
-    rsp.Status = status
-    rsp.ErrorComment = comment[:ERROR_COMMENT_MAX]
-    return rsp
-
-
-class StoreHandler:
-    """The EVT_C_STORE handler of one receiver process."""
+class PartFile:
+    """incoming/<host>.<pid>/<name>.part, written as the data set arrives."""
 
     def __init__(
-        self, spool: Spool, files: SpoolFiles, committer: Committer, policy: StorePolicy
+        self,
+        spool: Spool,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        origin: Origin,
     ) -> None:
-        self._spool = spool
-        self._files = files
-        self._committer = committer
-        self._policy = policy
-
-    def __call__(self, event: Event) -> int | Dataset:
+        self.name = new_name()
+        self.path = spool.part_path(self.name)
+        self.size = 0  # data set bytes received
+        self.error: OSError | None = None
+        self._fd: int | None = None
         try:
-            spool_file = self._files.take(event.dataset_path)
-        except AttributeError:
-            return failure(PROCESSING_FAILURE, "C-STORE-RQ without a data set")
-        if spool_file is None:
-            return failure(PROCESSING_FAILURE, "received data set was not spooled")
-        if self._policy.ignore:
-            spool_file.discard()
-            return self._policy.status
-        facts = {
-            "name": spool_file.spool_name,
-            "sop_instance_uid": str(event.request.AffectedSOPInstanceUID),
-            "calling_ae": event.assoc.requestor.ae_title,
-            "peer": event.assoc.requestor.address,
-        }
-        return self._store(spool_file, facts)
-
-    def _store(self, spool_file: SpoolFile, facts: dict[str, str]) -> int | Dataset:
-        try:
-            spool_file.sync()
-            spool_file.close()
-            self._spool.make_ready(spool_file.spool_name)
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+            )
+            self._write_all(
+                part10.encode_header(
+                    sop_class_uid=sop_class_uid,
+                    sop_instance_uid=sop_instance_uid,
+                    transfer_syntax_uid=transfer_syntax_uid,
+                    implementation_class_uid=origin.implementation_class_uid,
+                    implementation_version_name=origin.implementation_version_name,
+                    source_ae_title=origin.calling_ae_title,
+                )
+            )
         except OSError as exc:
-            spool_file.discard()
-            log.error("store.spool_failed", error=str(exc), **facts)
-            return failure(OUT_OF_RESOURCES, f"cannot spool: {exc.strerror or exc}")
-        commit = self._committer.commit(spool_file.spool_name)
-        if not commit.durable:
-            log.error("store.not_durable", error=commit.error, **facts)
-            return failure(OUT_OF_RESOURCES, commit.error)
-        if self._policy.require_queue and not commit.enqueued:
-            # Durable all the same: the recovery sweep files it once Redis is back.
-            log.error("store.not_enqueued", **facts)
-            return failure(OUT_OF_RESOURCES, "job queue unavailable (--require-queue)")
-        log.event("store.spooled", bytes=spool_file.size, enqueued=commit.enqueued, **facts)
-        return self._policy.status
+            self._fail(exc)
+
+    def write(self, data: memoryview) -> None:
+        """Append data set bytes; after a failed write, drop them."""
+        self.size += len(data)
+        if self.error is None:
+            try:
+                self._write_all(data)
+            except OSError as exc:
+                self._fail(exc)
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        fd = self._fd
+        assert fd is not None
+        while data:
+            data = data[os.write(fd, data) :]
+
+    def _fail(self, exc: OSError) -> None:
+        self.error = exc
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+
+    def make_durable(self, spool: Spool) -> None:
+        """fsync, close and move into ready/ (run off the event loop: fsync blocks). Raises the
+        first write error, if any; the caller then discards the file."""
+        if self.error is not None:
+            raise self.error
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        spool.make_ready(self.name)
+
+    def discard(self) -> None:
+        """Close and remove the part file: the store failed, or its sender left mid-object."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ allowed, OpenSSL's default TLS 1.3 suites are all on.
 
 import contextlib
 import os
-import socket
 import ssl
 import urllib.parse
 import urllib.request
@@ -297,14 +296,3 @@ def build(settings: TlsSettings, *, probe: bool) -> ssl.SSLContext | None:
     if probe:
         suites = _check(settings, versions, suites, given)
     return _server_context(settings, versions, suites, verify=settings.client_auth)
-
-
-def handshake(
-    context: ssl.SSLContext, sock: socket.socket, timeout_s: float | None
-) -> ssl.SSLSocket:
-    """The server side of the TLS handshake on an accepted socket, within `timeout_s`."""
-    sock.settimeout(timeout_s)
-    tls_socket = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-    tls_socket.do_handshake()
-    tls_socket.settimeout(None)
-    return tls_socket

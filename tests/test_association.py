@@ -167,7 +167,9 @@ class TestPresentationContexts:
                 for item in assoc.acceptor.user_information
                 if isinstance(item, SCP_SCU_RoleSelectionNegotiation)
             ]
-            assert roles == [(CT_IMAGE_STORAGE, True, False)]
+            # As the reference: a reply for each role item, granting the SCU role where a
+            # capability serves the class; MR's context is rejected since its SCU role is not.
+            assert roles == [(CT_IMAGE_STORAGE, True, False), (MR_IMAGE_STORAGE, False, False)]
             assert results(assoc) == {
                 1: (ACCEPTANCE, EXPLICIT_VR_LE),
                 3: (ABSTRACT_SYNTAX_NOT_SUPPORTED, EXPLICIT_VR_LE),
