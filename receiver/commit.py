@@ -1,16 +1,18 @@
 """Group commit: the stores that finish together are made durable together, share one fsync of
-ready/ and one Redis round trip, and each is answered only once all of that is done.
+their ready/ bucket and one Redis round trip, and each is answered only once all of that is done.
 
 One thread per receiver process, the flusher, does everything that blocks, a group at a time:
-fsync and close each part file and rename it into ready/, fsync ready/ once, enqueue the group's
-names in one pipeline. The event loop hands it a group when it is idle and is handed the results
-back, so a group costs one wake-up each way however many stores it holds, and the loop never
-waits on a disk or on Redis. While the flusher works, the stores finishing meanwhile gather for
-the next group: under load many stores share each flush; alone, a store pays for exactly one.
+fsync and close each part file and rename it into the lane's current bucket in ready/, fsync
+each bucket touched once, push the group's refs onto the lane in one round trip. The event loop
+hands it a group when it is idle and is handed the results back, so a group costs one wake-up
+each way however many stores it holds, and the loop never waits on a disk or on Redis. While
+the flusher works, the stores finishing meanwhile gather for the next group: under load many
+stores share each flush; alone, a store pays for exactly one.
 
 When Redis cannot take a group, its objects are durable all the same (the sender gets Success
-unless --require-queue); their names are kept and enqueued with a later group, so a restarted
-Redis gets them within seconds, and the recovery sweep is the backstop for the rest.
+unless --require-queue); their buckets are marked in the spool as holding unqueued objects, and
+their refs are kept and pushed with a later group, so a restarted Redis gets them within
+seconds, and recovery (which looks inside marked buckets) is the backstop for the rest.
 """
 
 import asyncio
@@ -27,7 +29,7 @@ from shared import log
 from shared.spool import Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
-_MAX_UNQUEUED = 100_000  # names kept for a later enqueue; beyond that the sweep finds them
+_MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery finds them
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +46,12 @@ _Group = list[tuple[PartFile, asyncio.Future[Commit]]]
 
 
 class GroupCommit:
-    """The group commit of one receiver process. `enqueue(names)` puts one group's names on
-    the queue in one round trip (raising RedisError if it cannot)."""
+    """The group commit of one receiver process into one lane. `enqueue(refs)` puts one
+    group's refs on the lane's queue in one round trip (raising RedisError if it cannot)."""
 
-    def __init__(self, spool: Spool, enqueue: Callable[[list[str]], None]) -> None:
+    def __init__(self, spool: Spool, lane: str, enqueue: Callable[[list[str]], None]) -> None:
         self._spool = spool
+        self._lane = lane
         self._enqueue = enqueue
         self._gathering: _Group = []  # event loop only
         self._flushing = False  # event loop only: the flusher has a group
@@ -108,18 +111,18 @@ class GroupCommit:
     def _flush(self, parts: list[PartFile]) -> list[Commit]:
         commits: list[Commit | None] = []
         ready = []
+        now = time.time()
         for part in parts:
             try:
-                part.make_durable(self._spool)
+                ready.append(part.make_durable(self._spool, self._lane, now=now))
             except OSError as exc:
                 part.discard()
                 commits.append(Commit(False, False, f"cannot spool: {exc.strerror or exc}"))
                 continue
             commits.append(None)  # decided below, with the group
-            ready.append(part.name)
         if ready:
             try:
-                self._spool.sync_ready()
+                self._spool.sync_ready(ready)
             except OSError as exc:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
                 failed = Commit(False, False, f"spool flush failed: {exc.strerror or exc}")
@@ -127,11 +130,11 @@ class GroupCommit:
         group = self._enqueue_group(ready)
         return [commit or group for commit in commits]
 
-    def _enqueue_group(self, names: list[str]) -> Commit:
+    def _enqueue_group(self, refs: list[str]) -> Commit:
         if time.monotonic() < self._redis_down_until:
-            self._keep_unqueued(names)
+            self._keep_unqueued(refs)
             return Commit(True, False)
-        pending = self._unqueued + names
+        pending = self._unqueued + refs
         if not pending:
             return Commit(True, True)
         try:
@@ -148,6 +151,12 @@ class GroupCommit:
         self._unqueued = []
         return Commit(True, True)
 
-    def _keep_unqueued(self, names: list[str]) -> None:
+    def _keep_unqueued(self, refs: list[str]) -> None:
+        """Keep refs Redis did not take, after marking their buckets for recovery (this process
+        may die before it can push them)."""
+        try:
+            self._spool.mark_unqueued(refs)
+        except OSError as exc:
+            log.error("spool.mark_failed", spool=str(self._spool), error=str(exc))
         room = _MAX_UNQUEUED - len(self._unqueued)
-        self._unqueued += names[:room]
+        self._unqueued += refs[:room]

@@ -66,7 +66,7 @@ def start_receivers(settings: ReceiverSettings) -> tuple[ProcessGroup, SweepSche
     group.start()
     sweeps = SweepScheduler(
         ingest_queue(connect(settings.redis_url), settings.queue),
-        SweepJob(settings.spool_dir, settings.filing),
+        SweepJob(settings.spool_dir),
         settings.sweep_interval,
     )
     sweeps.start()

@@ -24,7 +24,8 @@ from receiver.options import ReceiverSettings
 from receiver.pressure import Pressure
 from receiver.service import Storage, StorePolicy
 from shared import __version__, log
-from shared.jobs import IngestJob, enqueue_ingest
+from shared.jobs import DrainJob
+from shared.lane import open_lane, push
 from shared.queue import connect, ingest_queue
 from shared.spool import Spool
 
@@ -75,11 +76,13 @@ class Receiver:
         self.spool.create()
         self.pressure = Pressure(self.spool, settings.pressure)
         rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
+        lane = open_lane(self.spool, settings.filing)
+        drain = DrainJob(str(self.spool), lane)
 
-        def enqueue(names: list[str]) -> None:
-            enqueue_ingest(rq_queue, IngestJob(str(self.spool), tuple(names), settings.filing))
+        def enqueue(refs: list[str]) -> None:
+            push(rq_queue, drain, [ref.partition("/")[2] for ref in refs], now=time.time())
 
-        self.committer = GroupCommit(self.spool, enqueue)
+        self.committer = GroupCommit(self.spool, lane, enqueue)
         policy = StorePolicy(
             settings.status,
             settings.ignore,

@@ -80,16 +80,17 @@ class PartFile:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)
 
-    def make_durable(self, spool: Spool) -> None:
-        """fsync, close and move into ready/ (run off the event loop: fsync blocks). Raises the
-        first write error, if any; the caller then discards the file."""
+    def make_durable(self, spool: Spool, lane: str, *, now: float) -> str:
+        """fsync, close and move into the current bucket of `lane` (run off the event loop:
+        fsync blocks); its ref. Raises the first write error, if any; the caller then discards
+        the file. The caller flushes the bucket (Spool.sync_ready) for the group."""
         if self.error is not None:
             raise self.error
         assert self._fd is not None
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        spool.make_ready(self.name)
+        return spool.make_ready(self.name, lane, now=now)
 
     def discard(self) -> None:
         """Close and remove the part file: the store failed, or its sender left mid-object."""

@@ -1,8 +1,9 @@
 """Ask the workers, every --sweep-interval seconds, to sweep this receiver's spool.
 
-The sweep (workers.recovery) re-enqueues whatever waits in ready/ without a live job: objects
-stored while Redis was away, or left by a worker that died. Asking repeatedly is what makes a
-restarted or flushed Redis, or a killed worker, cost no object and no manual step.
+The sweep (workers.recovery) queues again whatever waits in ready/ without a queue entry: objects
+stored while Redis was away or lost with its data, or claimed by a worker that died. Asking
+repeatedly is what makes a restarted or flushed Redis, or a killed worker, cost no object and no
+manual step.
 """
 
 import threading

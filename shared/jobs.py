@@ -1,8 +1,9 @@
-"""The job record that travels from receivers to workers, and the one batched enqueue.
+"""The job records that travel from receivers to workers, and the filing settings.
 
-A job names the spooled objects it covers and carries every setting a worker needs to file them,
-so one generic worker pool serves any number of receivers (and spools). The payload is JSON made
-by orjson; rq stores it as the job's only argument.
+Jobs name work, not objects: a drain job names a lane of a spool (shared.lane), whose waiting
+objects sit in a Redis list and whose filing settings sit in the spool, so one generic worker
+pool serves any number of receivers (and spools). The payload is JSON made by orjson; rq stores
+it as the job's only argument.
 """
 
 from dataclasses import asdict, dataclass
@@ -10,20 +11,17 @@ from typing import Any
 
 import orjson
 from redis import Redis
-from redis.client import Pipeline
 from rq import Queue
-from rq.job import Job
 
 # The workers' entry points, named rather than imported: receivers never import workers.
-INGEST_FUNCTION = "workers.ingest.ingest_job"
+DRAIN_FUNCTION = "workers.drain.drain_job"
 SWEEP_FUNCTION = "workers.recovery.sweep_job"
 
-# A batch that cannot be filed in an hour is stuck on storage, not busy; the spool keeps the
-# objects and the recovery sweep enqueues them again once rq records the failure.
+# A drain that cannot file a batch in an hour is stuck on storage, not busy; the spool keeps the
+# objects and recovery queues them again once rq records the failure.
 JOB_TIMEOUT_S = 3600
 FAILED_JOB_TTL_S = 7 * 24 * 3600
 SWEEP_PENDING_TTL_S = 60
-BATCH = 64  # objects per job when many are enqueued at once
 
 
 class JobPayloadError(ValueError):
@@ -64,34 +62,28 @@ class Filing:
 
 
 @dataclass(frozen=True, slots=True)
-class IngestJob:
-    """File the named objects of one spool's ready/ folder into `filing.directory`."""
+class DrainJob:
+    """File waiting objects of one lane of `spool` (see shared.lane), a bounded batch at a time."""
 
     spool: str
-    names: tuple[str, ...]
-    filing: Filing
+    lane: str
 
     def encode(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def decode(cls, payload: Any) -> "IngestJob":
+    def decode(cls, payload: Any) -> "DrainJob":
         try:
-            return cls(
-                spool=str(payload["spool"]),
-                names=tuple(str(name) for name in payload["names"]),
-                filing=decode_filing(payload["filing"]),
-            )
+            return cls(spool=str(payload["spool"]), lane=str(payload["lane"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise JobPayloadError(f"not an ingest job ({exc})", payload) from exc
+            raise JobPayloadError(f"not a drain job ({exc})", payload) from exc
 
 
 @dataclass(frozen=True, slots=True)
 class SweepJob:
-    """Re-enqueue the objects of `spool` that no live job covers (see workers.recovery)."""
+    """One recovery pass over `spool` (see workers.recovery)."""
 
     spool: str
-    filing: Filing
 
     def encode(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +91,7 @@ class SweepJob:
     @classmethod
     def decode(cls, payload: Any) -> "SweepJob":
         try:
-            return cls(spool=str(payload["spool"]), filing=decode_filing(payload["filing"]))
+            return cls(spool=str(payload["spool"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise JobPayloadError(f"not a sweep job ({exc})", payload) from exc
 
@@ -119,7 +111,7 @@ SPOOLS_KEY = "pacs-ingest:spools"
 
 
 def register_spool(connection: Redis, job: SweepJob) -> None:
-    """Record `job.spool` and its filing, so a worker starting up can sweep it unasked."""
+    """Record `job.spool`, so a worker starting up can sweep it unasked."""
     connection.hset(SPOOLS_KEY, job.spool, orjson.dumps(job.encode()))
 
 
@@ -127,42 +119,9 @@ def registered_spools(connection: Redis) -> list[SweepJob]:
     return [SweepJob.decode(orjson.loads(raw)) for raw in connection.hvals(SPOOLS_KEY)]
 
 
-def tracked_key(spool: str) -> str:
-    """Hash of spool object name -> id of the job that covers it, per spool."""
-    return f"pacs-ingest:tracked:{spool}"
-
-
 def worker_lease_key(worker_name: str) -> str:
     """Exists while the rq worker process `worker_name` is alive (see workers.lease)."""
     return f"pacs-ingest:worker:{worker_name}"
-
-
-def enqueue_ingest(queue: Queue, job: IngestJob, pipeline: Pipeline | None = None) -> Job:
-    """Enqueue `job` and record which job covers each of its objects.
-
-    Given a pipeline the commands are appended to it and the caller executes it; otherwise they
-    run at once, together.
-    """
-    pipe = pipeline if pipeline is not None else queue.connection.pipeline()
-    rq_job = queue.enqueue_call(
-        INGEST_FUNCTION,
-        args=(job.encode(),),
-        timeout=JOB_TIMEOUT_S,
-        result_ttl=0,
-        failure_ttl=FAILED_JOB_TTL_S,
-        description=f"ingest {len(job.names)} object(s) from {job.spool}",
-        pipeline=pipe,
-    )
-    pipe.hset(tracked_key(job.spool), mapping=dict.fromkeys(job.names, rq_job.id))
-    if pipeline is None:
-        pipe.execute()
-    return rq_job
-
-
-def enqueue_names(queue: Queue, spool: str, filing: Filing, names: list[str]) -> None:
-    """Enqueue ingest jobs for `names` of `spool`, BATCH at a time (sweeps, reprocess)."""
-    for start in range(0, len(names), BATCH):
-        enqueue_ingest(queue, IngestJob(spool, tuple(names[start : start + BATCH]), filing))
 
 
 def sweep_pending_key(spool: str) -> str:

@@ -2,13 +2,19 @@
 
 An object's life in the spool:
 
-    incoming/<host>.<pid>/<name>.part   being received by one receiver process
-    ready/<name>.dcm                    durable and acknowledged; waiting to be filed
-    failed/<name>.dcm + <name>.json     could not be filed; the JSON says why
+    incoming/<host>.<pid>/<name>.part      being received by one receiver process
+    ready/<lane>/<bucket>/<name>.dcm       durable and acknowledged; waiting to be filed
+    failed/<name>.dcm + <name>.json        could not be filed; the JSON says why
 
 Once an object is in ready/ it leaves only by being filed or quarantined, so ready/ is the truth
 about what still has to be done, whatever Redis says. Each receiver process writes into its own
 incoming/ subfolder, so the leftovers of a dead process can be told from a live one's work.
+
+ready/ has one folder per lane (shared.lane: the objects filed with one set of filing options),
+holding lane.json, those options, once for all its objects. Inside a lane, objects go into time
+buckets, one folder per BUCKET_S seconds of arrival: recovery checks a bucket as a whole, and
+never looks inside one that it already knows to be fully queued. An object is referred to by
+its path below ready/ without the suffix, "<lane>/<bucket>/<name>" (a ref).
 """
 
 import errno
@@ -16,7 +22,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,11 @@ import orjson
 
 READY_SUFFIX = ".dcm"
 PART_SUFFIX = ".part"
+LANE_RECORD = "lane.json"
+BUCKET_S = 10
+# In a bucket: some of its objects could not be queued (Redis was away) by a receiver that may
+# die before it can queue them later; recovery then looks at every object of the bucket.
+UNQUEUED_MARK = "unqueued"
 # Another host's incoming/ folder untouched this long belongs to a dead receiver.
 _FOREIGN_INCOMING_TTL_S = 3600.0
 
@@ -42,6 +53,20 @@ def new_name() -> str:
     return uuid.uuid4().hex
 
 
+def bucket_at(now: float) -> str:
+    """The time bucket of objects arriving at `now` (a time.time() reading)."""
+    return str(int(now // BUCKET_S))
+
+
+def bucket_closed(bucket: str, *, now: float, grace_s: float) -> bool:
+    """True once no object can enter `bucket` any more and `grace_s` has passed since."""
+    return (int(bucket) + 1) * BUCKET_S + grace_s <= now
+
+
+def bucket_start(bucket: str) -> float:
+    return float(int(bucket) * BUCKET_S)
+
+
 class Spool:
     """One spool directory; every path inside it is built here."""
 
@@ -51,6 +76,7 @@ class Spool:
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
         self._process_incoming: tuple[int, Path] | None = None
+        self._new_buckets: set[Path] = set()  # created since the last sync_ready
 
     def __str__(self) -> str:
         return str(self.root)
@@ -72,90 +98,155 @@ class Spool:
     def part_path(self, name: str) -> Path:
         return self.process_incoming() / (name + PART_SUFFIX)
 
-    def ready_path(self, name: str) -> Path:
-        return self.ready / (name + READY_SUFFIX)
+    def ready_path(self, ref: str) -> Path:
+        return self.ready / (ref + READY_SUFFIX)
 
-    def make_ready(self, name: str) -> Path:
-        """Move a complete, fsynced part file into ready/.
+    def _enter(self, lane: str, name: str, *, now: float, source: Path) -> str:
+        """Rename `source` into the current bucket of `lane`; its ref."""
+        bucket = bucket_at(now)
+        ref = f"{lane}/{bucket}/{name}"
+        target = self.ready_path(ref)
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            if not source.exists():
+                raise
+            target.parent.mkdir(exist_ok=True)
+            self._new_buckets.add(target.parent)
+            os.rename(source, target)
+        return ref
 
-        The caller must fsync ready/ (see `sync_ready`) before it tells anyone the object is
-        stored; it is separate so that concurrent stores can share one directory flush.
+    def make_ready(self, name: str, lane: str, *, now: float) -> str:
+        """Move a complete, fsynced part file into the current bucket of `lane`; its ref.
+
+        The caller must call `sync_ready` before it tells anyone the object is stored; it is
+        separate so that concurrent stores can share one directory flush per bucket.
         """
-        target = self.ready_path(name)
-        os.rename(self.part_path(name), target)
-        return target
+        return self._enter(lane, name, now=now, source=self.part_path(name))
 
-    def sync_ready(self) -> None:
+    def sync_ready(self, refs: Iterable[str]) -> None:
+        """Make the entries of `refs` durable: one fsync per bucket, and of new buckets' lanes."""
+        for bucket in {self.ready_path(ref).parent for ref in refs}:
+            fsync_dir(bucket)
+        for lane in {bucket.parent for bucket in self._new_buckets}:
+            fsync_dir(lane)
+        self._new_buckets.clear()
+
+    # -- lanes and buckets -------------------------------------------------------------------
+
+    def open_lane(self, lane: str, record: bytes) -> None:
+        """Create ready/<lane>/ with its lane.json durably, unless it exists already."""
+        folder = self.ready / lane
+        if (folder / LANE_RECORD).exists():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = folder / f"{LANE_RECORD}.{os.getpid()}.tmp"
+        with open(scratch, "wb") as f:
+            f.write(record)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(scratch, folder / LANE_RECORD)
+        fsync_dir(folder)
         fsync_dir(self.ready)
 
-    # -- filing ------------------------------------------------------------------------------
+    def lane_record(self, lane: str) -> bytes:
+        return (self.ready / lane / LANE_RECORD).read_bytes()
 
-    def ready_names(self) -> Iterator[tuple[str, float]]:
-        """(name, mtime) of every object waiting in ready/."""
+    def lanes(self) -> list[str]:
         with os.scandir(self.ready) as entries:
+            return [entry.name for entry in entries if entry.is_dir()]
+
+    def buckets(self, lane: str) -> list[str]:
+        """The bucket folders of `lane`, oldest first."""
+        with os.scandir(self.ready / lane) as entries:
+            found = [entry.name for entry in entries if entry.name.isdigit()]
+        return sorted(found, key=int)
+
+    def bucket_names(self, lane: str, bucket: str) -> Iterator[str]:
+        """The names of the objects waiting in one bucket."""
+        with os.scandir(self.ready / lane / bucket) as entries:
             for entry in entries:
                 if entry.name.endswith(READY_SUFFIX):
-                    try:
-                        mtime = entry.stat().st_mtime
-                    except FileNotFoundError:  # filed while we looked
-                        continue
-                    yield entry.name[: -len(READY_SUFFIX)], mtime
+                    yield entry.name[: -len(READY_SUFFIX)]
+
+    def remove_bucket_if_empty(self, lane: str, bucket: str) -> bool:
+        try:
+            os.rmdir(self.ready / lane / bucket)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            if exc.errno != errno.ENOENT:
+                raise
+        return True
+
+    def mark_unqueued(self, refs: Iterable[str]) -> None:
+        """Record, durably, that the buckets of `refs` hold objects no one may ever queue."""
+        for bucket in {self.ready_path(ref).parent for ref in refs}:
+            if (bucket / UNQUEUED_MARK).exists():
+                continue
+            with open(bucket / UNQUEUED_MARK, "wb") as f:
+                os.fsync(f.fileno())
+            fsync_dir(bucket)
+
+    def unqueued_marked(self, lane: str, bucket: str) -> bool:
+        return (self.ready / lane / bucket / UNQUEUED_MARK).exists()
+
+    def clear_unqueued(self, lane: str, bucket: str) -> None:
+        (self.ready / lane / bucket / UNQUEUED_MARK).unlink(missing_ok=True)
 
     def ready_count(self) -> int:
-        """How many objects wait in ready/ (no stat per entry, unlike ready_names)."""
-        with os.scandir(self.ready) as entries:
-            return sum(1 for entry in entries if entry.name.endswith(READY_SUFFIX))
+        """How many objects wait in ready/ (one directory listing per bucket, no stat)."""
+        return sum(
+            sum(1 for _ in self.bucket_names(lane, bucket))
+            for lane in self.lanes()
+            for bucket in self.buckets(lane)
+        )
 
-    def failed_path(self, name: str) -> Path:
-        return self.failed / (name + READY_SUFFIX)
+    def failed_path(self, ref: str) -> Path:
+        return self.failed / (ref.rpartition("/")[2] + READY_SUFFIX)
 
-    def quarantine(self, name: str, reason: dict[str, Any]) -> Path:
-        """Move ready/<name> to failed/ with a JSON file beside it that says why.
+    def quarantine(self, ref: str, reason: dict[str, Any]) -> Path:
+        """Move ready/<ref> to failed/ with a JSON file beside it that says why.
 
         The reason is written first, so a crash in between leaves the object in ready/ (to be
         tried again) rather than an unexplained object in failed/.
         """
         self.failed.mkdir(parents=True, exist_ok=True)
-        reason_path = self.failed / (name + ".json")
+        reason_path = self.failed_path(ref).with_suffix(".json")
         scratch = reason_path.with_suffix(".json.tmp")
         with open(scratch, "wb") as f:
             f.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str))
             f.flush()
             os.fsync(f.fileno())
         os.replace(scratch, reason_path)
-        target = self.failed_path(name)
-        os.rename(self.ready_path(name), target)
+        target = self.failed_path(ref)
+        os.rename(self.ready_path(ref), target)
         fsync_dir(self.failed)
         return target
 
-    def unquarantine(self) -> list[str]:
-        """Move every object in failed/ back to ready/ (reason files removed); their names."""
-        names = []
+    def unquarantine(self, lane: str, *, now: float) -> list[str]:
+        """Move every object in failed/ back into `lane` (reason files removed); their refs."""
+        refs = []
         for path in sorted(self.failed.glob("*" + READY_SUFFIX)):
-            name = path.name[: -len(READY_SUFFIX)]
-            os.rename(path, self.ready_path(name))
-            names.append(name)
-        if names:
-            fsync_dir(self.ready)
+            refs.append(self._enter(lane, path.name[: -len(READY_SUFFIX)], now=now, source=path))
+        if refs:
+            self.sync_ready(refs)
             fsync_dir(self.failed)
-        for name in names:
-            (self.failed / (name + ".json")).unlink(missing_ok=True)
-        return names
+        for ref in refs:
+            self.failed_path(ref).with_suffix(".json").unlink(missing_ok=True)
+        return refs
 
-    def admit(self, source: Path, *, move: bool) -> str:
-        """Put an external Part 10 file into ready/, durably; its spool name.
+    def admit(self, source: Path, lane: str, *, move: bool, now: float) -> str:
+        """Put an external Part 10 file into `lane`; its ref. Durable once `sync_ready` has run
+        on the ref, except across file systems with `move`, where it is durable at once.
 
         `move` renames it in when it is on the spool's file system (else copies it, then removes
         the original once the copy is durable); otherwise the original stays untouched.
         """
         name = new_name()
-        target = self.ready_path(name)
         if move:
             try:
-                os.rename(source, target)
-                fsync_dir(self.ready)
-                fsync_dir(source.parent)
-                return name
+                return self._enter(lane, name, now=now, source=source)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -165,13 +256,13 @@ class Spool:
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())
-            os.rename(part, target)
+            ref = self._enter(lane, name, now=now, source=part)
         finally:
             part.unlink(missing_ok=True)
-        fsync_dir(self.ready)
         if move:
+            self.sync_ready([ref])
             source.unlink()
-        return name
+        return ref
 
     # -- recovery ----------------------------------------------------------------------------
 

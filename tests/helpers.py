@@ -32,6 +32,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+def waiting_objects(spool: Path) -> list[Path]:
+    """The objects waiting in a spool's ready/ (its lanes and buckets)."""
+    return sorted((spool / "ready").rglob("*.dcm"))
+
+
 def archive_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file())
 

@@ -19,7 +19,7 @@ from benchmarks.corpus import make_corpus
 from shared import part10
 from shared.embedded_redis import RedisServer, server_binary
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, wait_until
+from tests.helpers import archive_files, started_processes, wait_until, waiting_objects
 
 OBJECTS = 5_000
 SENDERS = 4
@@ -137,7 +137,7 @@ def test_chaos_loses_nothing_acknowledged(
         acknowledged = set().union(*(s.acknowledged for s in senders))
         wait_until(
             lambda: (
-                not any((pipeline.spool / "ready").iterdir())
+                not waiting_objects(pipeline.spool)
                 and len(archive_files(pipeline.archive)) >= len(acknowledged)
             ),
             120,
@@ -163,7 +163,7 @@ def test_chaos_loses_nothing_acknowledged(
             and _dataset_bytes(by_uid[source_uid[p]]) != _dataset_bytes(p)
         ]
         duplicates = sum(n - 1 for n in filed.values())
-        left = len(list((pipeline.spool / "ready").iterdir()))
+        left = len(waiting_objects(pipeline.spool))
         with capsys.disabled():
             print(
                 f"\nchaos: sent={len(sources)} acknowledged={len(acknowledged)} "

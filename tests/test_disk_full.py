@@ -7,7 +7,7 @@ from pynetdicom import AE
 
 from benchmarks.corpus import make_corpus
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, resize_tmpfs, tmpfs, wait_until
+from tests.helpers import archive_files, resize_tmpfs, tmpfs, wait_until, waiting_objects
 
 OUT_OF_RESOURCES = 0xA700
 
@@ -47,12 +47,12 @@ def test_a_full_spool_answers_out_of_resources_and_keeps_serving(pipeline: Pipel
         assert {status for status, _ in refused} == {OUT_OF_RESOURCES}
         assert all("No space left on device" in comment for _, comment in refused)
         assert _echo(pipeline.port) == 0
-        ready = list((pipeline.spool / "ready").iterdir())
+        ready = waiting_objects(pipeline.spool)
         assert len(ready) == len(stored)
         assert not [p for p in (pipeline.spool / "incoming").rglob("*") if p.is_file()]
 
         pipeline.work()
-        wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 30, "the spool drained")
+        wait_until(lambda: not waiting_objects(pipeline.spool), 30, "the spool drained")
         retried = [objects[i] for i, r in enumerate(results) if r[0] != 0]
         assert [status for status, _ in _send_each(retried, pipeline.port)] == [0] * len(retried)
         wait_until(lambda: len(archive_files(pipeline.archive)) == len(objects), 30, "all filed")
@@ -73,17 +73,14 @@ def test_a_full_archive_keeps_objects_in_the_spool_until_there_is_room(
             30,
             "the archive to fill up",
         )
-        assert len(list((pipeline.spool / "ready").iterdir())) == 8 - len(
-            archive_files(pipeline.archive)
-        )
+        assert len(waiting_objects(pipeline.spool)) == 8 - len(archive_files(pipeline.archive))
         assert not any((pipeline.spool / "failed").iterdir())
 
         resize_tmpfs(pipeline.archive, "20m")
         # Filed means: out of ready/ too (a file counted in the archive may be a scratch copy).
         wait_until(
             lambda: (
-                len(archive_files(pipeline.archive)) == 8
-                and not any((pipeline.spool / "ready").iterdir())
+                len(archive_files(pipeline.archive)) == 8 and not waiting_objects(pipeline.spool)
             ),
             90,
             "all 8 filed",

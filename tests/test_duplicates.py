@@ -11,7 +11,7 @@ from benchmarks.corpus import make_corpus
 from shared import part10
 from shared.jobs import Filing
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, corpus_file, pynetdicom_send, wait_until
+from tests.helpers import archive_files, corpus_file, pynetdicom_send, wait_until, waiting_objects
 from workers.duplicates import DuplicateDiffers, dataset_digest
 from workers.place import place
 
@@ -165,7 +165,7 @@ def test_the_pipeline_quarantines_a_different_duplicate_with_its_reason(
     pipeline.up("--duplicates", "quarantine-if-different")
     for source in sources:  # one after the other
         assert pynetdicom_send([corpus_file(source)], pipeline.port, "INGEST") == {source: 0}
-        wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 30, "filing")
+        wait_until(lambda: not waiting_objects(pipeline.spool), 30, "filing")
     assert [p.name for p in archive_files(pipeline.archive)] == [SOP_INSTANCE_UID]
     failed = sorted(p.suffix for p in (pipeline.spool / "failed").iterdir())
     assert failed == [".dcm", ".json"]
@@ -181,7 +181,7 @@ def test_by_default_a_different_object_is_kept_beside_and_an_identical_one_dropp
     pipeline.up()  # no --duplicates: keep-both
     for source in (first, second, first):  # one after the other, the first one twice
         assert pynetdicom_send([corpus_file(source)], pipeline.port, "INGEST") == {source: 0}
-        wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 30, "filing")
+        wait_until(lambda: not waiting_objects(pipeline.spool), 30, "filing")
     filed = archive_files(pipeline.archive)
     assert sorted(p.name.split("~")[0] for p in filed) == [SOP_INSTANCE_UID] * 2
     assert sorted(dataset_digest(p) for p in filed) == sorted(map(dataset_digest, (first, second)))

@@ -22,6 +22,7 @@ from tests.helpers import (
     rounds,
     storescu_send,
     wait_until,
+    waiting_objects,
 )
 
 SUCCESS = 0x0000
@@ -64,8 +65,7 @@ def _file_round(pipeline: Pipeline, expected: int) -> dict[str, Path]:
     """Wait until `expected` objects are filed and the spool is empty; move them aside."""
     wait_until(
         lambda: (
-            len(archive_files(pipeline.archive)) >= expected
-            and not any((pipeline.spool / "ready").iterdir())
+            len(archive_files(pipeline.archive)) >= expected and not waiting_objects(pipeline.spool)
         ),
         60,
         f"{expected} filed",
@@ -185,7 +185,7 @@ def test_receive_and_work_run_apart_and_a_killed_worker_loses_nothing(
     )
     expected = {dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in sources}
     assert set(_filed_by_uid(pipeline.archive)) == expected
-    assert not any((pipeline.spool / "ready").iterdir())
+    assert not waiting_objects(pipeline.spool)
     assert not any((pipeline.spool / "failed").iterdir())
 
 

@@ -17,7 +17,7 @@ from pynetdicom import AE
 from benchmarks.corpus import make_corpus
 from shared import part10
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, tmpfs, wait_until
+from tests.helpers import archive_files, started_processes, tmpfs, wait_until, waiting_objects
 
 SYSCALLS = {
     "write": "write,pwrite64,writev",
@@ -103,7 +103,7 @@ def test_an_injected_fault_never_loses_an_acknowledged_object(
         assert "INJECTED" in trace_log.read_text(), "the fault never happened"
 
         acknowledged = {_uid(p) for p, status in statuses.items() if status == 0}
-        wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 90, "the spool drained")
+        wait_until(lambda: not waiting_objects(pipeline.spool), 90, "the spool drained")
         filed = [_uid(p) for p in archive_files(pipeline.archive)]
         assert len(filed) == len(set(filed)), "an object was filed twice"
         assert acknowledged <= set(filed), "an acknowledged object was lost"

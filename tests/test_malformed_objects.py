@@ -23,7 +23,7 @@ from shared import part10
 from shared.safe_path import safe_value
 from tests.conftest import Pipeline
 from tests.header_bytes import CT_IMAGE_STORAGE, EXPLICIT, Encoder, file_meta
-from tests.helpers import CorpusFile, archive_files, pynetdicom_send, wait_until
+from tests.helpers import CorpusFile, archive_files, pynetdicom_send, wait_until, waiting_objects
 
 PATTERN = "{PatientID}/{PatientName}/{StudyDate,date,yyyy}/{SOPInstanceUID}.dcm"
 SOP_INSTANCE_UID = 0x00080018
@@ -142,7 +142,7 @@ def test_every_acknowledged_malformed_object_is_filed_or_failed_exactly_once(
     assert statuses == {sent.meta_uid: 0 for sent in objects}, "every object is acknowledged"
 
     def settled() -> bool:
-        return not any((pipeline.spool / "ready").iterdir())
+        return not waiting_objects(pipeline.spool)
 
     wait_until(settled, FILED_WITHIN_S, "every object to be filed or failed")
     outcomes = _outcomes(pipeline)

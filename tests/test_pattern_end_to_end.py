@@ -14,7 +14,7 @@ from pydicom.data import get_charset_files
 from pacs_ingest.render import render_file
 from shared.pattern import Pattern
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, wait_until
+from tests.helpers import archive_files, wait_until, waiting_objects
 from tests.pattern_support import dataset, part10
 
 LAYOUT = "{PatientID}/{PatientName}/{00080018,hash}.dcm"
@@ -57,7 +57,7 @@ def test_objects_are_filed_under_their_rendered_utf8_and_safe_paths(pipeline: Pi
     wait_until(
         lambda: (
             len(archive_files(pipeline.archive)) == expected.total()
-            and not any((pipeline.spool / "ready").iterdir())
+            and not waiting_objects(pipeline.spool)
         ),
         60,
         f"{expected.total()} objects filed",

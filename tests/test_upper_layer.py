@@ -42,7 +42,12 @@ def receiver(receivers: Receivers) -> Receiver:
 
 
 def spooled(receiver: Receiver, folder: str) -> list[Path]:
-    return [p for p in (receiver.directory / "spool" / folder).rglob("*") if p.is_file()]
+    """The objects in one spool folder (not ready/'s lane records)."""
+    return [
+        p
+        for p in (receiver.directory / "spool" / folder).rglob("*")
+        if p.is_file() and p.name != "lane.json"
+    ]
 
 
 class TestBrokenPdus:

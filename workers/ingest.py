@@ -1,10 +1,10 @@
-"""The ingest job: for each spooled object read its header, render its path, place it, or
-quarantine it with a reason.
+"""Filing one object: read its header, render its path, place it, or quarantine it with a
+reason.
 
-Jobs are idempotent: an object that is no longer in ready/ was filed (or quarantined) by an
-earlier run, and is skipped. Errors of the storage itself (disk full, I/O error, archive root
-missing) leave the object in ready/ and put its spool on hold (workers.backoff); the recovery
-sweep enqueues it again once the hold is over.
+Filing is idempotent: an object that is no longer in ready/ was filed (or quarantined) by an
+earlier run, and is skipped as gone. Errors of the storage itself (disk full, I/O error, archive
+root missing) raise StorageUnavailable and leave the object in ready/; the drain
+(workers.drain) gives it back to its lane and puts the spool on hold.
 """
 
 import random
@@ -15,25 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
-from rq import get_current_job
-
 from shared import log, part10
-from shared.jobs import Filing, IngestJob, tracked_key
+from shared.jobs import Filing
 from shared.pattern import Pattern, PatternError, RenderError
-from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
-from workers.backlog import take_waiting
-from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
 from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
-
-# A running job takes up to this many waiting jobs at a time, for this many rounds, before it
-# returns to rq (which then checks for a stop request and records the job).
-_BACKLOG_JOBS_PER_ROUND = 32
-_BACKLOG_ROUNDS = 8
 
 
 class StorageUnavailable(OSError):
@@ -108,7 +97,8 @@ def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Plac
 
 
 def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
-    """File one spooled object; raise StorageUnavailable to leave it (and the rest) for later."""
+    """File the spooled object `name` (its ref, "<lane>/<bucket>/<name>"); raise
+    StorageUnavailable to leave it (and the rest) for later."""
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
@@ -126,37 +116,3 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
     return Filed(name, placed.path, placed.outcome)
-
-
-def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
-    """File the job's objects; on a storage failure leave the rest in ready/ and hold the spool."""
-    if on_hold(connection, job.spool):
-        return
-    spool = Spool(job.spool)
-    done: list[str] = []
-    try:
-        for name in job.names:
-            file_object(spool, name, job.filing, rng)
-            done.append(name)
-    except StorageUnavailable as exc:
-        hold(connection, job.spool, str(exc))
-    finally:
-        if done:
-            connection.hdel(tracked_key(job.spool), *done)
-
-
-def ingest_job(payload: dict[str, Any]) -> None:
-    """rq entry point (shared.jobs.INGEST_FUNCTION): file this job's objects, then those of
-    waiting jobs (see workers.backlog) until the queue is empty or enough rounds have run."""
-    rq_job = get_current_job()
-    rq_queue = ingest_queue(rq_job.connection, rq_job.origin)
-    rng = random.Random()
-    pending = [IngestJob.decode(payload)]
-    for _ in range(_BACKLOG_ROUNDS):
-        for job in pending:
-            _file_all(job, rq_job.connection, rng)
-        pending = take_waiting(rq_queue, rq_job.id, _BACKLOG_JOBS_PER_ROUND)
-        if not pending:
-            return
-    for job in pending:
-        _file_all(job, rq_job.connection, rng)

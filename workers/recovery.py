@@ -1,96 +1,111 @@
-"""The recovery sweep: enqueue again every object in ready/ that no live job covers.
+"""Recovery: queue again every object in ready/ that has no queue entry, at a cost per pass that
+does not grow with the number of objects already queued.
 
-ready/ is the truth about unfinished work; Redis only says who is on it. An object needs a new
-job when nothing tracks it (stored while Redis was away, or Redis lost its data) or when the job
-tracking it is over or dead (finished or failed without filing it, or started by a worker whose
-lease expired). Objects younger than a few seconds are left alone: their receiver may not have
-enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died.
+ready/ is the truth about unfinished work; Redis only says what is queued. Objects are in ready/
+by lane and by time bucket (shared.spool). A bucket gets a verified mark, for the current epoch
+(shared.lane: since when Redis has kept its data), once every object in it is known to have a
+queue entry; a pass lists only the buckets without such a mark, so with everything queued it
+reads one directory per lane and one Redis hash, whatever the backlog. A bucket without a mark
+is closed (no object can enter it any more, and the grace for its receivers' pushes has passed)
+and then:
+
+- it began after the epoch did, and no receiver marked it as holding unqueued objects: whoever
+  put each object in it pushed its ref in this epoch, so it is marked verified unread;
+- otherwise (Redis lost its data since, or a receiver could not push): every object in it is
+  queued again, once, and the bucket marked.
+
+A pass also gives the claims of dead workers back to their lanes (workers.claims), asks for a
+drain where refs wait, removes empty closed buckets, and the incoming/ leftovers of receiver
+processes that died. One pass per spool runs at a time.
 """
 
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from redis import Redis
 from rq import Queue, get_current_job
-from rq.job import Job
 
 from shared import log
-from shared.jobs import (
-    Filing,
-    SweepJob,
-    enqueue_names,
-    sweep_pending_key,
-    tracked_key,
-    worker_lease_key,
-)
+from shared.jobs import DrainJob, SweepJob, sweep_pending_key
+from shared.lane import current_epoch, ensure_drain, names_key, push, verified_key
 from shared.queue import ingest_queue
-from shared.spool import Spool
+from shared.spool import Spool, bucket_closed, bucket_start
 from workers.backoff import on_hold
+from workers.claims import reclaim_dead
 
-# An object untracked for this long after its last write was not going to be enqueued by its
-# receiver any more (the receiver enqueues right after the write, or failed to).
-UNTRACKED_GRACE_S = 10.0
+# A receiver pushes an object's ref right after its bucket's fsync; this long after a bucket
+# closed, every ref its receivers were going to push has been pushed (or its bucket marked).
+UNQUEUED_GRACE_S = 10.0
+_LOCK_TTL_S = 600
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SweepResult:
-    ready: int
-    requeued: int
-    forgotten: int  # tracking entries of objects no longer in ready/
-    removed_incoming: int
+    lanes: int = 0
+    buckets_listed: int = 0
+    requeued: int = 0
+    reclaimed: int = 0  # refs given back from dead workers' claims
+    removed_buckets: int = 0
+    removed_incoming: int = 0
 
 
-def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
-    """The ids among `job_ids` of jobs that wait in the queue, or run on a live worker.
+def _lock_key(spool: str) -> str:
+    return f"pacs-ingest:sweep-lock:{spool}"
 
-    A job's rq status alone is no proof: a worker killed right after popping a job leaves it
-    "queued" but in no queue, and one killed while running leaves it "started" for minutes.
-    """
+
+def _recover_bucket(
+    spool: Spool, lane: str, bucket: str, rq_queue: Queue, *, now: float, epoch: float
+) -> int | None:
+    """Queue the objects of one unverified, closed bucket if it needs it; how many, or None if
+    its objects were all pushed in this epoch."""
+    if bucket_start(bucket) >= epoch and not spool.unqueued_marked(lane, bucket):
+        return None
+    refs = [f"{bucket}/{name}" for name in spool.bucket_names(lane, bucket)]
+    if refs:
+        push(rq_queue, DrainJob(str(spool), lane), refs, now=now)
+    spool.clear_unqueued(lane, bucket)
+    return len(refs)
+
+
+def recover_lane(
+    spool: Spool, lane: str, rq_queue: Queue, result: SweepResult, *, now: float, epoch: float
+) -> None:
     connection = rq_queue.connection
-    waiting = {job_id.decode() for job_id in connection.lrange(rq_queue.key, 0, -1)}
-    running = [job_id for job_id in job_ids if job_id not in waiting]
-    with connection.pipeline(transaction=False) as pipe:
-        for job_id in running:
-            pipe.hmget(Job.key_for(job_id), "status", "worker_name")
-        states = pipe.execute()
-    with connection.pipeline(transaction=False) as pipe:
-        for status, worker in states:
-            pipe.exists(
-                worker_lease_key(worker.decode())
-                if status == b"started" and worker
-                else "pacs-ingest:no-such-key"
-            )
-        alive = pipe.execute()
-    return waiting.intersection(job_ids) | {
-        job_id for job_id, live in zip(running, alive, strict=True) if live
-    }
+    result.lanes += 1
+    result.reclaimed += reclaim_dead(connection, lane)
+    mark = repr(epoch)
+    verified = {k.decode(): v.decode() for k, v in connection.hgetall(verified_key(lane)).items()}
+    for bucket in spool.buckets(lane):
+        if not bucket_closed(bucket, now=now, grace_s=UNQUEUED_GRACE_S):
+            break  # oldest first: the rest are open too
+        if verified.get(bucket) == mark:
+            if spool.remove_bucket_if_empty(lane, bucket):
+                connection.hdel(verified_key(lane), bucket)
+                result.removed_buckets += 1
+            continue
+        queued = _recover_bucket(spool, lane, bucket, rq_queue, now=now, epoch=epoch)
+        if queued is not None:
+            result.buckets_listed += 1
+            result.requeued += queued
+        connection.hset(verified_key(lane), bucket, mark)
+    if connection.llen(names_key(lane)) and not on_hold(connection, str(spool)):
+        ensure_drain(rq_queue, DrainJob(str(spool), lane))
 
 
-def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> SweepResult:
-    """One sweep of `spool`; `now` is a time.time() reading."""
-    connection = rq_queue.connection
-    removed = spool.remove_dead_incoming(now=now)
-    # Read the tracking before listing ready/: an entry whose object is then missing from ready/
-    # really has left it (objects only enter ready/ before they are tracked).
-    tracked = {
-        k.decode(): v.decode() for k, v in connection.hgetall(tracked_key(str(spool))).items()
-    }
-    ready = dict(spool.ready_names())
-    forgotten = [name for name in tracked if name not in ready]
-    if forgotten:
-        connection.hdel(tracked_key(str(spool)), *forgotten)
-    if on_hold(connection, str(spool)):
-        return SweepResult(len(ready), 0, len(forgotten), len(removed))
-    live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
-    orphans = [
-        name
-        for name, mtime in sorted(ready.items(), key=lambda item: item[1])
-        if (name in tracked and tracked[name] not in live)
-        or (name not in tracked and now - mtime > UNTRACKED_GRACE_S)
-    ]
-    enqueue_names(rq_queue, str(spool), filing, orphans)
-    result = SweepResult(len(ready), len(orphans), len(forgotten), len(removed))
-    if orphans or forgotten or removed:
+def sweep(spool: Spool, rq_queue: Queue, *, now: float) -> SweepResult | None:
+    """One recovery pass over `spool`, or None if another pass holds it; `now` is a time.time()
+    reading."""
+    connection: Redis = rq_queue.connection
+    if not connection.set(_lock_key(str(spool)), 1, nx=True, ex=_LOCK_TTL_S):
+        return None
+    try:
+        result = SweepResult(removed_incoming=len(spool.remove_dead_incoming(now=now)))
+        epoch = current_epoch(connection, now=now)
+        for lane in spool.lanes():
+            recover_lane(spool, lane, rq_queue, result, now=now, epoch=epoch)
+    finally:
+        connection.delete(_lock_key(str(spool)))
+    if result.requeued or result.reclaimed or result.removed_incoming:
         log.event("sweep.done", spool=str(spool), **asdict(result))
     return result
 
@@ -100,9 +115,4 @@ def sweep_job(payload: dict) -> None:
     job = SweepJob.decode(payload)
     rq_job = get_current_job()
     rq_job.connection.delete(sweep_pending_key(job.spool))
-    sweep(
-        Spool(job.spool),
-        job.filing,
-        ingest_queue(rq_job.connection, rq_job.origin),
-        now=time.time(),
-    )
+    sweep(Spool(job.spool), ingest_queue(rq_job.connection, rq_job.origin), now=time.time())

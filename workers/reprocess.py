@@ -21,7 +21,8 @@ from rq import Queue
 from watchfiles import watch
 
 from shared import log, part10
-from shared.jobs import Filing, enqueue_names
+from shared.jobs import DrainJob, Filing
+from shared.lane import open_lane, push
 from shared.options import Option
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
@@ -95,21 +96,28 @@ def _files(roots: Iterable[str]) -> Iterator[Path]:
                 yield Path(folder, name)
 
 
-def _admit_all(spool: Spool, paths: Iterable[Path], *, move: bool) -> list[str]:
-    names = []
+def _admit_all(spool: Spool, lane: str, paths: Iterable[Path], *, move: bool) -> list[str]:
+    refs = []
     for path in paths:
         if is_part10(path):
-            names.append(spool.admit(path, move=move))
+            refs.append(spool.admit(path, lane, move=move, now=time.time()))
         else:
             log.warning("reprocess.skipped", path=str(path), why="not a DICOM Part 10 file")
-    return names
+    spool.sync_ready(refs)
+    return refs
+
+
+def _push(rq_queue: Queue, job: DrainJob, refs: list[str]) -> None:
+    push(rq_queue, job, [ref.partition("/")[2] for ref in refs], now=time.time())
 
 
 def _eligible(path: Path) -> bool:
     return not path.name.startswith(".") and not path.name.endswith(_IGNORED_SUFFIXES)
 
 
-def _watch(spool: Spool, rq_queue: Queue, settings: ReprocessSettings, stop: StopSignal) -> None:
+def _watch(
+    spool: Spool, rq_queue: Queue, job: DrainJob, settings: ReprocessSettings, stop: StopSignal
+) -> None:
     # Files already in the folder count as changed now: one may still be being written.
     start = time.monotonic()
     changed = {path: start for path in _files(settings.watch) if _eligible(path)}
@@ -123,10 +131,10 @@ def _watch(spool: Spool, rq_queue: Queue, settings: ReprocessSettings, stop: Sto
         settled = [p for p, at in changed.items() if now - at >= _SETTLE_S]
         for path in settled:
             del changed[path]
-        names = _admit_all(spool, (p for p in settled if p.is_file()), move=True)
-        if names:
-            enqueue_names(rq_queue, str(spool), settings.filing, names)
-            log.event("reprocess.watched", objects=len(names))
+        refs = _admit_all(spool, job.lane, (p for p in settled if p.is_file()), move=True)
+        if refs:
+            _push(rq_queue, job, refs)
+            log.event("reprocess.watched", objects=len(refs))
 
 
 def reprocess(settings: ReprocessSettings) -> int:
@@ -135,10 +143,11 @@ def reprocess(settings: ReprocessSettings) -> int:
     spool.create()
     Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)  # as receivers do
     rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
-    names = spool.unquarantine() if settings.failed else []
-    names += _admit_all(spool, _files(settings.imports), move=settings.move)
-    enqueue_names(rq_queue, str(spool), settings.filing, names)
-    log.event("reprocess.enqueued", objects=len(names), spool=str(spool))
+    job = DrainJob(str(spool), open_lane(spool, settings.filing))
+    refs = spool.unquarantine(job.lane, now=time.time()) if settings.failed else []
+    refs += _admit_all(spool, job.lane, _files(settings.imports), move=settings.move)
+    _push(rq_queue, job, refs)
+    log.event("reprocess.enqueued", objects=len(refs), spool=str(spool))
     if settings.watch:
-        _watch(spool, rq_queue, settings, stop)
+        _watch(spool, rq_queue, job, settings, stop)
     return 0

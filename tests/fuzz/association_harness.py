@@ -30,6 +30,13 @@ _SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync cost
 _IMPLEMENTATION = ("2.25.36703735256449800250220714501275083266", "PACSINGEST_FUZZ")
 
 
+_LANE = "fuzz"
+
+
+def _waiting(spool: Spool) -> list[Path]:
+    return list(spool.ready.rglob("*.dcm"))
+
+
 class RecordingTransport:
     """What `asyncio.Transport` offers a protocol, recording the writes."""
 
@@ -72,7 +79,8 @@ class AssociationHarness:
         self.spool = Spool(self._directory.name)
         self.spool.create()
         self.enqueued: list[str] = []
-        self.committer = GroupCommit(self.spool, self.enqueued.extend)
+        self.spool.open_lane(_LANE, b"{}")
+        self.committer = GroupCommit(self.spool, _LANE, self.enqueued.extend)
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._on_loop_error)
         self._loop_errors: list[str] = []
@@ -107,9 +115,9 @@ class AssociationHarness:
 
     def __call__(self, data: bytes) -> None:
         seed = zlib.crc32(data)
-        for folder in (self.spool.process_incoming(), self.spool.ready):
-            for path in folder.iterdir():  # what an earlier finding left behind
-                path.unlink()
+        # What an earlier finding left behind:
+        for path in [*self.spool.process_incoming().iterdir(), *_waiting(self.spool)]:
+            path.unlink()
         self._loop_errors.clear()
         self.enqueued.clear()
         self.loop.run_until_complete(self._drive(data, random.Random(seed), bool(seed & 1)))
@@ -136,7 +144,7 @@ class AssociationHarness:
         leftovers = list(self.spool.process_incoming().iterdir())
         check(not leftovers, f"{len(leftovers)} part files left in incoming/")
         successes = _store_successes(bytes(transport.written))
-        ready = list(self.spool.ready.iterdir())
+        ready = _waiting(self.spool)
         check(len(ready) >= successes, f"{successes} stores acknowledged, {len(ready)} ready")
 
     async def _settle(self, association: Association) -> None:

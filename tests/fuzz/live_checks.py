@@ -108,4 +108,4 @@ def part_files(spool: Path) -> list[Path]:
 
 
 def ready_files(spool: Path) -> list[Path]:
-    return [path for path in (spool / "ready").iterdir() if path.is_file()]
+    return sorted((spool / "ready").rglob("*.dcm"))

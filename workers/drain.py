@@ -1,0 +1,90 @@
+"""The drain job: file the waiting objects of one lane, a claimed batch at a time.
+
+rq spends some twenty Redis round trips on each job it runs whatever the job does, so a job per
+object (or per group commit) cannot keep up; one drain job files many batches. At most one drain
+per lane waits in rq's queue: a drain that starts while objects remain asks for the next one, so
+every idle worker joins in on a long backlog, and a receiver pushing into a lane with a drain
+pending enqueues nothing. A drain returns to rq after DRAIN_BUDGET_S, so workers still notice stop
+requests and rq's registries still show what runs.
+
+Storage errors (disk full, archive root missing) give the unfiled refs back to the lane and put
+the spool on hold (workers.backoff); recovery asks for a new drain once the hold is over.
+"""
+
+import random
+import time
+from functools import lru_cache
+
+from rq import get_current_job
+from rq.job import Job
+
+from shared import log
+from shared.jobs import DrainJob, Filing
+from shared.lane import drain_pending_key, ensure_drain, lane_filing, names_key
+from shared.queue import ingest_queue
+from shared.spool import Spool
+from workers.backoff import hold, on_hold
+from workers.claims import Claims
+from workers.ingest import StorageUnavailable, file_object
+
+BATCH = 64  # refs claimed at a time: a killed worker's claims wait for its lease to expire
+DRAIN_BUDGET_S = 10.0
+
+
+@lru_cache(maxsize=256)
+def _filing(spool: str, lane: str) -> Filing:
+    return lane_filing(Spool(spool), lane)
+
+
+def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims: Claims) -> bool:
+    """File one claimed batch; False if the storage failed (the rest given back, spool held)."""
+    rng = random.Random()
+    for index, ref in enumerate(refs):
+        try:
+            file_object(spool, f"{lane}/{ref}", filing, rng)
+        except StorageUnavailable as exc:
+            claims.give_back(refs[index:])
+            hold(claims.connection, str(spool), str(exc))
+            return False
+        except BaseException:
+            # Unfinished refs go back, the failing one last, so the lane carries on; rq records
+            # the failure in its registry.
+            claims.give_back([*refs[index + 1 :], ref])
+            raise
+    claims.finish()
+    return True
+
+
+def drain(rq_job: Job, job: DrainJob, *, budget_s: float = DRAIN_BUDGET_S) -> int:
+    """Claim and file batches of `job.lane` until it is empty or `budget_s` has passed; how many
+    objects were handled."""
+    connection = rq_job.connection
+    rq_queue = ingest_queue(connection, rq_job.origin)
+    connection.delete(drain_pending_key(job.lane))
+    spool = Spool(job.spool)
+    filing = _filing(job.spool, job.lane)
+    claims = Claims(connection, job.lane, rq_job.worker_name or rq_job.id)
+    deadline = time.monotonic() + budget_s
+    handled = 0
+    while True:
+        if on_hold(connection, job.spool):
+            return handled  # recovery asks for a drain once the hold is over
+        refs = claims.take(BATCH)
+        if not refs:
+            return handled
+        if handled == 0 and len(refs) == BATCH:
+            ensure_drain(rq_queue, job)  # more waiting: let another idle worker join in
+        if not _file_batch(spool, job.lane, filing, refs, claims):
+            return handled
+        handled += len(refs)
+        if time.monotonic() > deadline:
+            break
+    if connection.llen(names_key(job.lane)):
+        ensure_drain(rq_queue, job)
+    log.event("drain.returned", lane=job.lane, handled=handled)
+    return handled
+
+
+def drain_job(payload: dict) -> None:
+    """rq entry point (shared.jobs.DRAIN_FUNCTION)."""
+    drain(get_current_job(), DrainJob.decode(payload))
