@@ -105,10 +105,13 @@ COMMANDS = {
         lambda args: work(WorkerSettings.from_args(args, args.processes)),
     ),
     "reprocess": Command(
-        f"{PROG} reprocess [--failed] [--import path...] [--watch dir...] --spool-dir path "
-        "--redis-url url",
+        f"{PROG} reprocess [--failed] [--import path...] [--resort] [--watch dir...] "
+        "--spool-dir path --redis-url url",
         "File objects again: those in the spool's failed/, DICOM files from any folder tree, "
-        "or a hot folder. They are filed with the storage options given here.",
+        "the archive itself into a new --filepath (--resort), or a hot folder. They are filed "
+        "with the storage options given here. Trees are queued while they are walked, with "
+        "progress on stderr and a summary on stdout; stopped, it exits 130 and can be run "
+        "again.",
         (*REPROCESS_ROWS, *FILING_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
         lambda args: reprocess(
             ReprocessSettings(
@@ -116,6 +119,7 @@ COMMANDS = {
                 filing=filing_from_args(args),
                 failed=args.failed,
                 imports=tuple(getattr(args, "import")),
+                resort=args.resort,
                 watch=tuple(args.watch),
                 move=args.move,
                 redis_url=args.redis_url,
@@ -134,7 +138,8 @@ commands:
   up        run receivers, workers and (without --redis-url) an embedded Redis, in the foreground
   receive   run receiver processes only
   work      run worker processes only
-  reprocess file again what is in failed/, in a folder tree, or arrives in a hot folder
+  reprocess file again what is in failed/, in a folder tree, the archive (re-sort), or a
+            hot folder
   render    print the archive path a --filepath pattern gives each file
 
 `{PROG} <command> -h` lists a command's options.

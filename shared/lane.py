@@ -12,6 +12,7 @@ after a flush, it tells recovery which time buckets may hold objects whose names
 """
 
 import hashlib
+import uuid
 from dataclasses import asdict
 
 import orjson
@@ -36,11 +37,18 @@ DRAIN_PENDING_TTL_S = 60
 _PUSH_CHUNK = 4000
 
 # Append the references, start the epoch if Redis has just lost its data, and say whether a drain
-# job must be enqueued (none pending): one round trip per group commit.
+# job must be enqueued (none pending; ARGV[3] becomes the pending one's job id): one round trip
+# per group commit.
 _PUSH = """
 redis.call('SET', KEYS[3], ARGV[1], 'NX')
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
-return redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[2])
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+return redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[2])
+"""
+
+
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -68,7 +76,8 @@ def names_key(lane: str) -> str:
 
 
 def drain_pending_key(lane: str) -> str:
-    """Exists while a drain of `lane` waits in rq's queue (the drain deletes it as it starts)."""
+    """The id of the drain job of `lane` waiting in rq's queue (the drain deletes it as it
+    starts); expires, so a drain lost with its worker is replaced."""
     return f"{_PREFIX}:{lane}:drain-pending"
 
 
@@ -93,9 +102,10 @@ def current_epoch(connection: Redis, *, now: float) -> float:
     return float(connection.get(EPOCH_KEY) or now)
 
 
-def enqueue_drain(rq_queue: Queue, job: DrainJob) -> None:
+def enqueue_drain(rq_queue: Queue, job: DrainJob, job_id: str) -> None:
     rq_queue.enqueue_call(
         DRAIN_FUNCTION,
+        job_id=job_id,
         args=(job.encode(),),
         timeout=JOB_TIMEOUT_S,
         result_ttl=0,
@@ -106,10 +116,23 @@ def enqueue_drain(rq_queue: Queue, job: DrainJob) -> None:
 
 def ensure_drain(rq_queue: Queue, job: DrainJob) -> bool:
     """Enqueue a drain of `job.lane` unless one is already waiting; True if enqueued."""
-    if not rq_queue.connection.set(drain_pending_key(job.lane), 1, nx=True, ex=DRAIN_PENDING_TTL_S):
+    job_id = uuid.uuid4().hex
+    pending = drain_pending_key(job.lane)
+    if not rq_queue.connection.set(pending, job_id, nx=True, ex=DRAIN_PENDING_TTL_S):
         return False
-    enqueue_drain(rq_queue, job)
+    enqueue_drain(rq_queue, job, job_id)
     return True
+
+
+def forget_lost_drain(rq_queue: Queue, lane: str) -> bool:
+    """Drop the pending mark of a drain job that is not in rq's queue (lost with a worker killed
+    as it took the job, or with a flushed queue); True if one was dropped."""
+    connection = rq_queue.connection
+    job_id = connection.get(drain_pending_key(lane))
+    if job_id is None or connection.lpos(rq_queue.key, job_id) is not None:
+        return False
+    # Compare and delete: a drain enqueued meanwhile keeps its mark.
+    return bool(connection.eval(_DELETE_IF, 1, drain_pending_key(lane), job_id))
 
 
 def push(rq_queue: Queue, job: DrainJob, refs: list[str], *, now: float) -> None:
@@ -121,9 +144,10 @@ def push(rq_queue: Queue, job: DrainJob, refs: list[str], *, now: float) -> None
     connection = rq_queue.connection
     script = connection.register_script(_PUSH)
     keys = [names_key(job.lane), drain_pending_key(job.lane), EPOCH_KEY]
+    job_id = uuid.uuid4().hex
     needs_drain = False
     for start in range(0, len(refs), _PUSH_CHUNK):
         chunk = refs[start : start + _PUSH_CHUNK]
-        needs_drain |= bool(script(keys, [repr(now), DRAIN_PENDING_TTL_S, *chunk]))
+        needs_drain |= bool(script(keys, [repr(now), DRAIN_PENDING_TTL_S, job_id, *chunk]))
     if needs_drain:
-        enqueue_drain(rq_queue, job)
+        enqueue_drain(rq_queue, job, job_id)

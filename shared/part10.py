@@ -5,6 +5,7 @@ encode the group ourselves rather than through pydicom because it is seven fixed
 receive path should not build a Dataset per object.
 """
 
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -91,6 +92,17 @@ def dataset_offset(head: bytes) -> int:
         raise FileMetaError("file meta does not start with its group length (0002,0000)")
     (group_length,) = struct.unpack_from("<I", head, 140)
     return 144 + group_length
+
+
+def is_part10_file(path: str | os.PathLike[str]) -> bool:
+    """True if the file starts like a Part 10 file; OSError if it cannot be read."""
+    with open(path, "rb") as fp:
+        head = fp.read(144)
+    try:
+        dataset_offset(head)
+    except FileMetaError:
+        return False
+    return True
 
 
 def read_file_meta(fp: BinaryIO) -> FileMeta:

@@ -77,23 +77,29 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (UnsafePathError, "bad path"),
     (DuplicateDiffers, "duplicate differs"),
 )
-_QUARANTINABLE = tuple(kind for kind, _ in _REASONS)
+QUARANTINABLE = tuple(kind for kind, _ in _REASONS)
 
 
 def _reason(error: Exception) -> str:
     return next(reason for kind, reason in _REASONS if isinstance(error, kind))
 
 
-def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Placed:
+def target_path(source: Path, filing: Filing, rng: random.Random) -> Path:
+    """Where `source` is filed: the archive root joined with its rendered, safe path. Raises
+    SourceGone, OSError or one of the errors of _REASONS."""
+    root = Path(filing.directory)
     try:
-        fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
+        fp = open(source, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise SourceGone(str(source)) from None
     with fp:
         meta = part10.read_file_meta(fp)
         rendered = _render(fp, meta, filing, rng)
-    target = root / relative_path(rendered, root_length=len(str(root).encode()))
-    return place(source, target, filing, rng=rng)
+    return root / relative_path(rendered, root_length=len(str(root).encode()))
+
+
+def _place(source: Path, filing: Filing, rng: random.Random) -> Placed:
+    return place(source, target_path(source, filing, rng), filing, rng=rng)
 
 
 def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
@@ -103,14 +109,14 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
     try:
-        placed = _place(spool.ready_path(name), root, filing, rng)
+        placed = _place(spool.ready_path(name), filing, rng)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
         return _quarantine(spool, name, "cannot place", exc)
-    except _QUARANTINABLE as exc:
+    except QUARANTINABLE as exc:
         return _quarantine(spool, name, _reason(exc), exc)
     log.event(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts

@@ -26,8 +26,15 @@ from redis import Redis
 from rq import Queue, get_current_job
 
 from shared import log
-from shared.jobs import DrainJob, SweepJob, sweep_pending_key
-from shared.lane import current_epoch, ensure_drain, names_key, push, verified_key
+from shared.jobs import DrainJob, SweepJob, sweep_pending_key, worker_lease_key
+from shared.lane import (
+    current_epoch,
+    ensure_drain,
+    forget_lost_drain,
+    names_key,
+    push,
+    verified_key,
+)
 from shared.queue import ingest_queue
 from shared.spool import Spool, bucket_closed, bucket_start
 from workers.backoff import on_hold
@@ -50,7 +57,25 @@ class SweepResult:
 
 
 def _lock_key(spool: str) -> str:
+    """The name of the worker running a pass over `spool`."""
     return f"pacs-ingest:sweep-lock:{spool}"
+
+
+# Take the lock if it is free or its holder's lease (KEYS[2]) has expired: a pass killed with its
+# worker must not stop recovery for the lock's whole time to live.
+_TAKE_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+def _take_lock(connection: Redis, spool: str, holder: str) -> bool:
+    lease_prefix = worker_lease_key("")
+    return bool(connection.eval(_TAKE_LOCK, 1, _lock_key(spool), holder, _LOCK_TTL_S, lease_prefix))
 
 
 def _recover_bucket(
@@ -89,14 +114,15 @@ def recover_lane(
             result.requeued += queued
         connection.hset(verified_key(lane), bucket, mark)
     if connection.llen(names_key(lane)) and not on_hold(connection, str(spool)):
+        forget_lost_drain(rq_queue, lane)
         ensure_drain(rq_queue, DrainJob(str(spool), lane))
 
 
-def sweep(spool: Spool, rq_queue: Queue, *, now: float) -> SweepResult | None:
-    """One recovery pass over `spool`, or None if another pass holds it; `now` is a time.time()
-    reading."""
+def sweep(spool: Spool, rq_queue: Queue, *, now: float, holder: str) -> SweepResult | None:
+    """One recovery pass over `spool` by worker `holder`, or None if a live worker's pass holds
+    it; `now` is a time.time() reading."""
     connection: Redis = rq_queue.connection
-    if not connection.set(_lock_key(str(spool)), 1, nx=True, ex=_LOCK_TTL_S):
+    if not _take_lock(connection, str(spool), holder):
         return None
     try:
         result = SweepResult(removed_incoming=len(spool.remove_dead_incoming(now=now)))
@@ -115,4 +141,9 @@ def sweep_job(payload: dict) -> None:
     job = SweepJob.decode(payload)
     rq_job = get_current_job()
     rq_job.connection.delete(sweep_pending_key(job.spool))
-    sweep(Spool(job.spool), ingest_queue(rq_job.connection, rq_job.origin), now=time.time())
+    sweep(
+        Spool(job.spool),
+        ingest_queue(rq_job.connection, rq_job.origin),
+        now=time.time(),
+        holder=rq_job.worker_name or rq_job.id,
+    )
