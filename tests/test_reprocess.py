@@ -1,13 +1,30 @@
 """`pacs-ingest reprocess`: failed/ back through filing, folder trees, and a hot folder."""
 
+import contextlib
 import os
+import pty
 import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
+from pathlib import Path
 
+import pytest
+from redis import Redis
+
+from benchmarks.backlog import synthetic_object
 from benchmarks.corpus import make_corpus
+from shared.lane import names_key
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, archive_files, corpus_file, pynetdicom_send, wait_until
+from tests.helpers import (
+    ROOT,
+    archive_files,
+    corpus_file,
+    pynetdicom_send,
+    wait_until,
+    waiting_objects,
+)
 
 
 def _reprocess_args(pipeline: Pipeline) -> tuple[str, ...]:
@@ -86,3 +103,94 @@ def test_a_hot_folder_is_emptied_into_the_archive(pipeline: Pipeline) -> None:
     wait_until(lambda: len(archive_files(pipeline.archive)) == 4, 30, "all filed")
     wait_until(lambda: not any(hot.iterdir()), 10, "the hot folder emptied")
     assert watcher.stop() == 0
+
+
+def _tree(root: Path, folders: int, per_folder: int) -> int:
+    """Synthetic small objects in `folders` folders, plus one file that is not DICOM."""
+    for folder in range(folders):
+        (root / f"{folder:04d}").mkdir(parents=True)
+        for index in range(per_folder):
+            name = uuid.uuid4()
+            (root / f"{folder:04d}" / f"{index}.dcm").write_bytes(
+                synthetic_object(f"2.25.{name.int}")
+            )
+    (root / "notes.txt").write_text("not DICOM")
+    return folders * per_folder
+
+
+def test_progress_on_a_terminal_is_a_live_bar_and_ends_in_a_summary(pipeline: Pipeline) -> None:
+    tree = pipeline.tmp_path / "export"
+    objects = _tree(tree, 3, 20)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pacs_ingest", *_reprocess_args(pipeline), "--import", str(tree)],
+        cwd=ROOT,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm-256color"},
+    )
+    os.close(terminal)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once the last writer has gone
+        while chunk := os.read(controller, 65536):
+            output += chunk
+    os.close(controller)
+    assert process.wait(30) == 0, output
+    text = output.decode(errors="replace")
+    assert "\x1b[" in text  # drawn with terminal control sequences
+    assert "━" in text  # rich's bar
+    assert f"{objects + 1} files" in text
+    assert f"found {objects + 1}, enqueued {objects}, not DICOM 1, errors 0" in text
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.timeout(180)
+def test_on_a_pipe_progress_is_plain_lines_and_memory_stays_flat_over_100000_files(
+    redis_url: str,
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="pacs-reprocess-test-", dir="/dev/shm"))
+    try:
+        tree = base / "export"
+        objects = _tree(tree, 100, 1000)
+        spool = base / "spool"
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "pacs_ingest", "reprocess",
+                "--spool-dir", str(spool), "--redis-url", redis_url,
+                "--directory", str(base / "archive"), "--import", str(tree), "--move",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert process.stderr is not None and process.stdout is not None
+        samples: list[tuple[int, int]] = []  # (files found, RSS in KiB) at each progress line
+        for line in process.stderr:
+            assert "\x1b" not in line
+            if line.startswith("reprocess: found "):
+                samples.append((int(line.split()[2].rstrip(",")), _rss_kib(process.pid)))
+        summary = process.stdout.read()
+        assert process.wait(60) == 0
+        assert f"found {objects + 1}, enqueued {objects}, not DICOM 1, errors 0" in summary
+        assert len(waiting_objects(spool)) == objects
+        assert Redis.from_url(redis_url).llen(names_key(_lane(spool))) == objects
+        assert len(samples) >= 3, samples
+        assert samples[-1][0] > 2 * samples[0][0]
+        growth = samples[-1][1] - samples[0][1]
+        print(f"\nreprocess RSS over {objects} files: {samples}")
+        assert growth < 4096, f"RSS grew by {growth} KiB: {samples}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _lane(spool: Path) -> str:
+    (lane,) = [p.name for p in (spool / "ready").iterdir()]
+    return lane
