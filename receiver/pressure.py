@@ -51,7 +51,7 @@ class Pressure:
     def _backlog_too_long(self) -> str | None:
         if not self._limits.max_backlog:
             return None
-        backlog = self._spool.ready_count()
-        if backlog > self._limits.max_backlog:
-            return f"{backlog} objects wait in the spool, over {self._limits.max_backlog}"
+        limit = self._limits.max_backlog
+        if self._spool.ready_count(stop_after=limit) > limit:
+            return f"more than {limit} objects wait in the spool"
         return None

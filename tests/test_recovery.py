@@ -1,0 +1,89 @@
+"""Recovery passes against a real Redis: cost independent of what is already queued, every
+object queued again once after a flush, unqueued buckets looked into, dead workers' claims
+given back."""
+
+import time
+from pathlib import Path
+
+from redis import Redis
+
+from benchmarks.backlog import build_backlog, queued_refs
+from shared.jobs import Filing
+from shared.lane import claimers_key, claims_key, names_key, open_lane
+from shared.queue import ingest_queue
+from shared.spool import Spool, bucket_at
+from workers.claims import Claims
+from workers.recovery import SweepResult, sweep
+
+
+def _spool(tmp_path: Path, count: int) -> tuple[Spool, str]:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    lane = open_lane(spool, Filing(str(tmp_path / "archive"), None, 0, 0))
+    build_backlog(spool, lane, count, per_bucket=500, now=time.time())
+    return spool, lane
+
+
+def _pass(spool: Spool, connection: Redis) -> SweepResult:
+    result = sweep(spool, ingest_queue(connection), now=time.time(), holder="test")
+    assert result is not None
+    return result
+
+
+def test_a_pass_looks_into_no_bucket_once_everything_is_queued(
+    tmp_path: Path, redis_url: str
+) -> None:
+    spool, lane = _spool(tmp_path, 2000)
+    connection = Redis.from_url(redis_url)
+    first = _pass(spool, connection)
+    assert (first.buckets_listed, first.requeued) == (4, 2000)
+    second = _pass(spool, connection)
+    assert (second.buckets_listed, second.requeued) == (0, 0)
+    assert connection.llen(names_key(lane)) == 2000
+
+
+def test_after_a_flush_one_pass_queues_every_object_once(tmp_path: Path, redis_url: str) -> None:
+    spool, lane = _spool(tmp_path, 2000)
+    connection = Redis.from_url(redis_url)
+    _pass(spool, connection)
+    connection.flushall()
+    assert _pass(spool, connection).requeued == 2000
+    assert _pass(spool, connection).requeued == 0
+    refs = list(queued_refs(connection, lane))
+    assert len(refs) == len(set(refs)) == 2000
+
+
+def test_a_bucket_a_receiver_could_not_queue_is_looked_into(tmp_path: Path, redis_url: str) -> None:
+    spool, lane = _spool(tmp_path, 1000)
+    connection = Redis.from_url(redis_url)
+    _pass(spool, connection)
+    bucket = spool.buckets(lane)[0]
+    spool.mark_unqueued([f"{lane}/{bucket}/any"])
+    connection.hdel(f"pacs-ingest:lane:{lane}:verified", bucket)  # it was never verified
+    connection.delete(names_key(lane))
+    connection.set("pacs-ingest:epoch", repr(time.time() - 86400))  # pushed after the epoch
+    result = _pass(spool, connection)
+    assert (result.buckets_listed, result.requeued) == (1, 500)
+    assert not spool.unqueued_marked(lane, bucket)
+
+
+def test_an_open_bucket_is_left_to_its_receivers(tmp_path: Path, redis_url: str) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    lane = open_lane(spool, Filing(str(tmp_path / "archive"), None, 0, 0))
+    (spool.ready / lane / bucket_at(time.time())).mkdir()
+    (spool.ready / lane / bucket_at(time.time()) / "young.dcm").write_bytes(b"")
+    assert _pass(spool, Redis.from_url(redis_url)).requeued == 0
+
+
+def test_a_dead_workers_claims_go_back_to_the_lane(tmp_path: Path, redis_url: str) -> None:
+    spool, lane = _spool(tmp_path, 500)
+    connection = Redis.from_url(redis_url)
+    _pass(spool, connection)
+    claimed = Claims(connection, lane, "dead-worker").take(64)  # it has no lease
+    assert connection.llen(names_key(lane)) == 500 - 64
+    result = _pass(spool, connection)
+    assert result.reclaimed == 64
+    assert connection.lrange(names_key(lane), 0, 63) == [ref.encode() for ref in claimed]
+    assert not connection.exists(claims_key(lane, "dead-worker"))
+    assert not connection.sismember(claimers_key(lane), "dead-worker")
