@@ -1,25 +1,30 @@
 """Group commit: the stores that finish together are made durable together, share one fsync of
-their ready/ bucket and one Redis round trip, and each is answered only once all of that is done.
+their ready/ bucket and one Redis round trip, and each is answered once it is durable.
 
-One thread per receiver process, the flusher, does everything that blocks, a group at a time:
-fsync and close each part file and rename it into the lane's current bucket in ready/, fsync
-each bucket touched once, push the group's refs onto the lane in one round trip. The event loop
-hands it a group when it is idle and is handed the results back, so a group costs one wake-up
-each way however many stores it holds, and the loop never waits on a disk or on Redis. While
-the flusher works, the stores finishing meanwhile gather for the next group: under load many
-stores share each flush; alone, a store pays for exactly one.
+A store's part file is fsynced, closed and renamed into the lane's current bucket in ready/ by a
+small thread pool as soon as its last byte is written: fsyncs of different files overlap on the
+disk, so a store does not wait for the ones before it. One thread per receiver process, the
+flusher, then takes the stores that finished together as a group: it waits for their files,
+fsyncs each bucket touched once, answers them, and pushes the group's refs onto the lane in one
+round trip. The event loop hands it a group when it is
+idle and is handed the results back, so a group costs one wake-up each way however many stores it
+holds, and the loop never waits on a disk or on Redis. While the flusher works, the stores
+finishing meanwhile gather for the next group.
 
-When Redis cannot take a group, its objects are durable all the same (the sender gets Success
-unless --require-queue); their buckets are marked in the spool as holding unqueued objects, and
-their refs are kept and pushed with a later group, so a restarted Redis gets them within
-seconds, and recovery (which looks inside marked buckets) is the backstop for the rest.
+A store is answered before its ref reaches Redis: the spool, not the queue, is the truth. The
+process's writer mark on the bucket (shared.spool) stays until every ref it put there is pushed,
+so a process killed in between leaves a bucket that recovery looks into. When Redis cannot take
+a group, its buckets are marked as holding unqueued objects, and its refs are kept and pushed
+with a later group, so a restarted Redis gets them within seconds. With --require-queue the
+answer waits for the push, and says whether it happened.
 """
 
 import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -30,29 +35,51 @@ from shared.spool import Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery finds them
+# Part files made durable at once: enough for the stores of a busy process to overlap on the
+# disk; more only adds threads.
+_FSYNC_THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """One object's fate: `durable` once it is in ready/ and ready/ is flushed, `enqueued` if
-    Redis took its name; `error` says why it is not durable."""
+    """One object's fate: `durable` once it is in ready/ and its bucket is flushed; `enqueued` if
+    Redis took its ref, or None when the answer did not wait for Redis (no --require-queue);
+    `error` says why it is not durable."""
 
     durable: bool
-    enqueued: bool
+    enqueued: bool | None
     error: str = ""
 
 
-_Group = list[tuple[PartFile, asyncio.Future[Commit]]]
+# A store in a group: its part file, the pool's work making it durable (its ref once it is in
+# ready/, else an error message), and the future its association waits on.
+_Group = list[tuple[PartFile, "Future[Durable]", asyncio.Future[Commit]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    ref: str = ""
+    error: str = ""
 
 
 class GroupCommit:
-    """The group commit of one receiver process into one lane. `enqueue(refs)` puts one
-    group's refs on the lane's queue in one round trip (raising RedisError if it cannot)."""
+    """The group commit of one receiver process into one lane. `enqueue(refs)` puts one group's
+    refs on the lane in one round trip (raising RedisError if it cannot); with `wait_for_queue`
+    (--require-queue) stores are answered only after it."""
 
-    def __init__(self, spool: Spool, lane: str, enqueue: Callable[[list[str]], None]) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        lane: str,
+        enqueue: Callable[[list[str]], None],
+        *,
+        wait_for_queue: bool,
+    ) -> None:
         self._spool = spool
         self._lane = lane
         self._enqueue = enqueue
+        self._wait_for_queue = wait_for_queue
+        self._pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
         self._gathering: _Group = []  # event loop only
         self._flushing = False  # event loop only: the flusher has a group
         self._groups: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, _Group] | None] = (
@@ -67,7 +94,7 @@ class GroupCommit:
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Commit] = loop.create_future()
-        self._gathering.append((part, future))
+        self._gathering.append((part, self._pool.submit(self._make_durable, part), future))
         if not self._flushing:
             self._hand_over(loop)
         return future
@@ -82,19 +109,34 @@ class GroupCommit:
         self._flushing = True
         self._groups.put((loop, group))
 
-    def _flushed(self, loop: asyncio.AbstractEventLoop, group: _Group, commits: list) -> None:
-        """On the event loop: answer the group's stores; hand over the next group, if any."""
-        for (_, future), commit in zip(group, commits, strict=True):
+    def _answer(self, group: _Group, commits: list[Commit]) -> None:
+        """On the event loop: tell the group's stores their fate."""
+        for (_, _, future), commit in zip(group, commits, strict=True):
             if not future.done():
                 future.set_result(commit)
+
+    def _flushed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: the flusher is free; hand over the next group, if any."""
         self._flushing = False
         if self._gathering:
             self._hand_over(loop)
 
     def close(self) -> None:
-        """Finish the group being flushed, then stop the flusher."""
+        """Finish the group being flushed, then stop the flusher and the pool."""
         self._groups.put(None)
         self._thread.join()
+        self._pool.shutdown()
+        self._spool.settled([], now=None)  # what is still owed keeps its mark, for recovery
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    def _make_durable(self, part: PartFile) -> Durable:
+        """fsync `part` and move it into the lane's current bucket; its ref or why not."""
+        try:
+            return Durable(ref=part.make_durable(self._spool, self._lane, now=time.time()))
+        except OSError as exc:
+            part.discard()
+            return Durable(error=f"cannot spool: {exc.strerror or exc}")
 
     # -- the flusher thread --------------------------------------------------------------------
 
@@ -102,41 +144,43 @@ class GroupCommit:
         while (item := self._groups.get()) is not None:
             loop, group = item
             try:
-                commits = self._flush([part for part, _ in group])
+                self._flush(loop, group)
             except Exception as exc:  # the flusher must outlive any one group
                 log.error("commit.failed", error=repr(exc))
-                commits = [Commit(False, False, f"commit failed: {exc!r}")] * len(group)
-            loop.call_soon_threadsafe(self._flushed, loop, group, commits)
+                failed = Commit(False, None, f"commit failed: {exc!r}")
+                loop.call_soon_threadsafe(self._answer, group, [failed] * len(group))
+            loop.call_soon_threadsafe(self._flushed, loop)
 
-    def _flush(self, parts: list[PartFile]) -> list[Commit]:
-        commits: list[Commit | None] = []
-        ready = []
-        now = time.time()
-        for part in parts:
-            try:
-                ready.append(part.make_durable(self._spool, self._lane, now=now))
-            except OSError as exc:
-                part.discard()
-                commits.append(Commit(False, False, f"cannot spool: {exc.strerror or exc}"))
-                continue
-            commits.append(None)  # decided below, with the group
+    def _flush(self, loop: asyncio.AbstractEventLoop, group: _Group) -> None:
+        results = [durable.result() for _, durable, _ in group]
+        errors = [result.error for result in results]
+        ready = [result.ref for result in results if not result.error]
         if ready:
             try:
                 self._spool.sync_ready(ready)
             except OSError as exc:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
-                failed = Commit(False, False, f"spool flush failed: {exc.strerror or exc}")
-                return [commit or failed for commit in commits]
-        group = self._enqueue_group(ready)
-        return [commit or group for commit in commits]
+                reason = f"spool flush failed: {exc.strerror or exc}"
+                errors = [error or reason for error in errors]
+                self._give_up(ready)  # in ready/ all the same, perhaps: recovery looks
+                ready = []
+        enqueued = self._enqueue_group(ready) if self._wait_for_queue else None
+        commits = [
+            Commit(False, None, error) if error else Commit(True, enqueued) for error in errors
+        ]
+        loop.call_soon_threadsafe(self._answer, group, commits)
+        if not self._wait_for_queue:
+            self._enqueue_group(ready)
 
-    def _enqueue_group(self, refs: list[str]) -> Commit:
+    def _enqueue_group(self, refs: list[str]) -> bool:
+        """Push `refs` and any kept earlier; True if Redis took them."""
         if time.monotonic() < self._redis_down_until:
             self._keep_unqueued(refs)
-            return Commit(True, False)
+            return False
         pending = self._unqueued + refs
         if not pending:
-            return Commit(True, True)
+            self._spool.settled([], now=time.time())  # an idle tick: let old buckets go
+            return True
         try:
             self._enqueue(pending)
         except RedisError as exc:
@@ -145,18 +189,23 @@ class GroupCommit:
             log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
             self._unqueued = []
             self._keep_unqueued(pending)
-            return Commit(True, False)
+            return False
         if self._unqueued:
             log.event("queue.enqueued_late", objects=len(self._unqueued))
         self._unqueued = []
-        return Commit(True, True)
+        self._spool.settled(pending, now=time.time())
+        return True
 
     def _keep_unqueued(self, refs: list[str]) -> None:
-        """Keep refs Redis did not take, after marking their buckets for recovery (this process
-        may die before it can push them)."""
-        try:
-            self._spool.mark_unqueued(refs)
-        except OSError as exc:
-            log.error("spool.mark_failed", spool=str(self._spool), error=str(exc))
+        """Keep refs Redis did not take, after marking their buckets for recovery."""
         room = _MAX_UNQUEUED - len(self._unqueued)
         self._unqueued += refs[:room]
+        self._give_up(refs[room:], marked=refs[:room])
+
+    def _give_up(self, refs: list[str], *, marked: Sequence[str] = ()) -> None:
+        """Leave `refs` to recovery (and mark the buckets of `marked` too, for it to look)."""
+        try:
+            self._spool.mark_unqueued([*refs, *marked])
+        except OSError as exc:
+            log.error("spool.mark_failed", spool=str(self._spool), error=str(exc))
+        self._spool.settled(refs, now=time.time())

@@ -82,7 +82,9 @@ class Receiver:
         def enqueue(refs: list[str]) -> None:
             push(rq_queue, drain, [ref.partition("/")[2] for ref in refs], now=time.time())
 
-        self.committer = GroupCommit(self.spool, lane, enqueue)
+        self.committer = GroupCommit(
+            self.spool, lane, enqueue, wait_for_queue=settings.require_queue
+        )
         policy = StorePolicy(
             settings.status,
             settings.ignore,

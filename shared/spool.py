@@ -15,12 +15,18 @@ holding lane.json, those options, once for all its objects. Inside a lane, objec
 buckets, one folder per BUCKET_S seconds of arrival: recovery checks a bucket as a whole, and
 never looks inside one that it already knows to be fully queued. An object is referred to by
 its path below ready/ without the suffix, "<lane>/<bucket>/<name>" (a ref).
+
+A process putting objects into a bucket first leaves its writer mark,
+ready/<lane>/writing/<bucket>.<host>.<pid>, and removes it once it has queued every object it
+put there (`settled`). A bucket with the mark of a dead process may hold objects nobody will
+queue: recovery looks into it.
 """
 
 import errno
 import os
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,6 +41,7 @@ BUCKET_S = 10
 # In a bucket: some of its objects could not be queued (Redis was away) by a receiver that may
 # die before it can queue them later; recovery then looks at every object of the bucket.
 UNQUEUED_MARK = "unqueued"
+WRITING = "writing"
 # Another host's incoming/ folder untouched this long belongs to a dead receiver.
 _FOREIGN_INCOMING_TTL_S = 3600.0
 
@@ -76,7 +83,9 @@ class Spool:
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
         self._process_incoming: tuple[int, Path] | None = None
-        self._new_buckets: set[Path] = set()  # created since the last sync_ready
+        self._lock = threading.Lock()  # receivers make objects ready from several threads
+        self._new_folders: set[Path] = set()  # created since the last sync_ready
+        self._owed: dict[tuple[str, str], int] = {}  # (lane, bucket): refs not yet settled
 
     def __str__(self) -> str:
         return str(self.root)
@@ -102,19 +111,60 @@ class Spool:
         return self.ready / (ref + READY_SUFFIX)
 
     def _enter(self, lane: str, name: str, *, now: float, source: Path) -> str:
-        """Rename `source` into the current bucket of `lane`; its ref."""
+        """Rename `source` into the current bucket of `lane`; its ref, which the caller must
+        settle once it is queued (or left to recovery)."""
         bucket = bucket_at(now)
         ref = f"{lane}/{bucket}/{name}"
         target = self.ready_path(ref)
+        self._owe(lane, bucket)
         try:
-            os.rename(source, target)
-        except FileNotFoundError:
-            if not source.exists():
-                raise
-            target.parent.mkdir(exist_ok=True)
-            self._new_buckets.add(target.parent)
-            os.rename(source, target)
+            try:
+                os.rename(source, target)
+            except FileNotFoundError:
+                if not source.exists():
+                    raise
+                target.parent.mkdir(exist_ok=True)
+                with self._lock:
+                    self._new_folders.add(target.parent)
+                os.rename(source, target)
+        except OSError:
+            self.settled([ref], now=now)
+            raise
         return ref
+
+    def _owe(self, lane: str, bucket: str) -> None:
+        """Count one more ref of `bucket` to queue; the first leaves the writer mark, durably."""
+        with self._lock:
+            key = (lane, bucket)
+            if key not in self._owed:
+                folder = self.ready / lane / WRITING
+                if not folder.is_dir():
+                    folder.mkdir(exist_ok=True)
+                    fsync_dir(folder.parent)
+                with open(folder / self._writer_mark(bucket), "wb"):
+                    pass
+                fsync_dir(folder)
+            self._owed[key] = self._owed.get(key, 0) + 1
+
+    @staticmethod
+    def _writer_mark(bucket: str) -> str:
+        return f"{bucket}.{socket.gethostname()}.{os.getpid()}"
+
+    def settled(self, refs: Iterable[str], *, now: float | None) -> None:
+        """This process no longer owes `refs` a push (queued, or left to recovery); writer marks
+        of buckets owed nothing more go, except the current bucket's (None: that one too)."""
+        current = None if now is None else bucket_at(now)
+        with self._lock:
+            for ref in refs:
+                lane, bucket, _ = ref.split("/")
+                if (lane, bucket) in self._owed:
+                    self._owed[(lane, bucket)] -= 1
+            for (lane, bucket), owed in list(self._owed.items()):
+                if owed <= 0 and bucket != current:
+                    (self.ready / lane / WRITING / self._writer_mark(bucket)).unlink(
+                        missing_ok=True
+                    )
+                    del self._owed[(lane, bucket)]
 
     def make_ready(self, name: str, lane: str, *, now: float) -> str:
         """Move a complete, fsynced part file into the current bucket of `lane`; its ref.
@@ -128,9 +178,10 @@ class Spool:
         """Make the entries of `refs` durable: one fsync per bucket, and of new buckets' lanes."""
         for bucket in {self.ready_path(ref).parent for ref in refs}:
             fsync_dir(bucket)
-        for lane in {bucket.parent for bucket in self._new_buckets}:
+        with self._lock:
+            created, self._new_folders = self._new_folders, set()
+        for lane in {bucket.parent for bucket in created}:
             fsync_dir(lane)
-        self._new_buckets.clear()
 
     # -- lanes and buckets -------------------------------------------------------------------
 
@@ -178,6 +229,33 @@ class Spool:
             if exc.errno != errno.ENOENT:
                 raise
         return True
+
+    def writer_marks(self, lane: str) -> dict[str, list[str]]:
+        """bucket -> the writer marks left on it (see `settled`)."""
+        marks: dict[str, list[str]] = {}
+        try:
+            with os.scandir(self.ready / lane / WRITING) as entries:
+                for entry in entries:
+                    marks.setdefault(entry.name.partition(".")[0], []).append(entry.name)
+        except FileNotFoundError:
+            pass
+        return marks
+
+    def writer_alive(self, lane: str, mark: str, *, now: float) -> bool:
+        """Whether the process that left `mark` may still queue what it put in the bucket; for
+        another host's process, whether the mark is younger than an hour."""
+        _, _, writer = mark.partition(".")
+        host, _, pid = writer.rpartition(".")
+        if host == socket.gethostname() and pid.isdigit():
+            return _pid_alive(int(pid))
+        try:
+            age = now - (self.ready / lane / WRITING / mark).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return age <= _FOREIGN_INCOMING_TTL_S
+
+    def remove_writer_mark(self, lane: str, mark: str) -> None:
+        (self.ready / lane / WRITING / mark).unlink(missing_ok=True)
 
     def mark_unqueued(self, refs: Iterable[str]) -> None:
         """Record, durably, that the buckets of `refs` hold objects no one may ever queue."""

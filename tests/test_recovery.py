@@ -2,6 +2,9 @@
 object queued again once after a flush, unqueued buckets looked into, dead workers' claims
 given back."""
 
+import os
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -87,3 +90,21 @@ def test_a_dead_workers_claims_go_back_to_the_lane(tmp_path: Path, redis_url: st
     assert connection.lrange(names_key(lane), 0, 63) == [ref.encode() for ref in claimed]
     assert not connection.exists(claims_key(lane, "dead-worker"))
     assert not connection.sismember(claimers_key(lane), "dead-worker")
+
+
+def test_a_bucket_whose_writer_died_owing_pushes_is_looked_into(
+    tmp_path: Path, redis_url: str
+) -> None:
+    spool, lane = _spool(tmp_path, 1000)
+    connection = Redis.from_url(redis_url)
+    connection.set("pacs-ingest:epoch", repr(time.time() - 86400))  # every bucket is trusted
+    first, second = spool.buckets(lane)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = os.getpid()
+    (spool.ready / lane / "writing").mkdir()
+    for bucket, pid in ((first, dead.pid), (second, alive)):
+        (spool.ready / lane / "writing" / f"{bucket}.{socket.gethostname()}.{pid}").touch()
+    result = _pass(spool, connection)
+    assert (result.buckets_listed, result.requeued) == (1, 500)  # the live writer's is left
+    assert spool.writer_marks(lane) == {second: [f"{second}.{socket.gethostname()}.{alive}"]}

@@ -49,6 +49,7 @@ class Admission:
             [ref.partition("/")[2] for ref in self._refs],
             now=time.time(),
         )
+        self._spool.settled(self._refs, now=time.time())
         self._counts.enqueued += len(self._refs)
         self._refs.clear()
 

@@ -9,10 +9,13 @@ reads one directory per lane and one Redis hash, whatever the backlog. A bucket 
 is closed (no object can enter it any more, and the grace for its receivers' pushes has passed)
 and then:
 
-- it began after the epoch did, and no receiver marked it as holding unqueued objects: whoever
-  put each object in it pushed its ref in this epoch, so it is marked verified unread;
-- otherwise (Redis lost its data since, or a receiver could not push): every object in it is
-  queued again, once, and the bucket marked.
+- a live process that put objects in it has not queued them all yet (its writer mark is there):
+  it is left for a later pass;
+- it began after the epoch did, no process that wrote into it died owing a push, and no
+  receiver marked it as holding unqueued objects: whoever put each object in it pushed its ref
+  in this epoch, so it is marked verified unread;
+- otherwise (Redis lost its data since, a writer died, or a receiver could not push): every
+  object in it is queued again, once, and the bucket marked.
 
 A pass also gives the claims of dead workers back to their lanes (workers.claims), asks for a
 drain where refs wait, removes empty closed buckets, and the incoming/ leftovers of receiver
@@ -79,17 +82,29 @@ def _take_lock(connection: Redis, spool: str, holder: str) -> bool:
 
 
 def _recover_bucket(
-    spool: Spool, lane: str, bucket: str, rq_queue: Queue, *, now: float, epoch: float
+    spool: Spool, lane: str, bucket: str, rq_queue: Queue, *, epoch: float, dead_writers: bool
 ) -> int | None:
     """Queue the objects of one unverified, closed bucket if it needs it; how many, or None if
     its objects were all pushed in this epoch."""
-    if bucket_start(bucket) >= epoch and not spool.unqueued_marked(lane, bucket):
+    trusted = bucket_start(bucket) >= epoch and not dead_writers
+    if trusted and not spool.unqueued_marked(lane, bucket):
         return None
     refs = [f"{bucket}/{name}" for name in spool.bucket_names(lane, bucket)]
     if refs:
-        push(rq_queue, DrainJob(str(spool), lane), refs, now=now)
+        push(rq_queue, DrainJob(str(spool), lane), refs, now=time.time())
     spool.clear_unqueued(lane, bucket)
     return len(refs)
+
+
+def _forget_marks_of_gone_buckets(
+    spool: Spool, lane: str, writers: dict[str, list[str]], buckets: set[str], *, now: float
+) -> None:
+    """Writer marks of dead processes on buckets that no longer exist (emptied and removed)."""
+    for bucket, marks in writers.items():
+        if bucket not in buckets and bucket_closed(bucket, now=now, grace_s=UNQUEUED_GRACE_S):
+            for m in marks:
+                if not spool.writer_alive(lane, m, now=now):
+                    spool.remove_writer_mark(lane, m)
 
 
 def recover_lane(
@@ -100,19 +115,29 @@ def recover_lane(
     result.reclaimed += reclaim_dead(connection, lane)
     mark = repr(epoch)
     verified = {k.decode(): v.decode() for k, v in connection.hgetall(verified_key(lane)).items()}
-    for bucket in spool.buckets(lane):
+    writers = spool.writer_marks(lane)
+    buckets = spool.buckets(lane)
+    for bucket in buckets:
         if not bucket_closed(bucket, now=now, grace_s=UNQUEUED_GRACE_S):
             break  # oldest first: the rest are open too
-        if verified.get(bucket) == mark:
+        marks = writers.get(bucket, [])
+        if any(spool.writer_alive(lane, m, now=now) for m in marks):
+            continue  # its writer is still pushing what it put there
+        if verified.get(bucket) == mark and not marks:
             if spool.remove_bucket_if_empty(lane, bucket):
                 connection.hdel(verified_key(lane), bucket)
                 result.removed_buckets += 1
             continue
-        queued = _recover_bucket(spool, lane, bucket, rq_queue, now=now, epoch=epoch)
+        queued = _recover_bucket(
+            spool, lane, bucket, rq_queue, epoch=epoch, dead_writers=bool(marks)
+        )
         if queued is not None:
             result.buckets_listed += 1
             result.requeued += queued
         connection.hset(verified_key(lane), bucket, mark)
+        for m in marks:
+            spool.remove_writer_mark(lane, m)
+    _forget_marks_of_gone_buckets(spool, lane, writers, set(buckets), now=now)
     if connection.llen(names_key(lane)) and not on_hold(connection, str(spool)):
         forget_lost_drain(rq_queue, lane)
         ensure_drain(rq_queue, DrainJob(str(spool), lane))

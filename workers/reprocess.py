@@ -188,6 +188,7 @@ def _run(run: Run, settings: ReprocessSettings) -> None:
     if settings.resort:
         _stream(run, walk_files([settings.filing.directory], report), resort_one(time.time()))
     run.admission.flush()
+    run.spool.settled([], now=None)
 
 
 def reprocess(settings: ReprocessSettings) -> int:

@@ -80,7 +80,7 @@ class AssociationHarness:
         self.spool.create()
         self.enqueued: list[str] = []
         self.spool.open_lane(_LANE, b"{}")
-        self.committer = GroupCommit(self.spool, _LANE, self.enqueued.extend)
+        self.committer = GroupCommit(self.spool, _LANE, self.enqueued.extend, wait_for_queue=False)
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._on_loop_error)
         self._loop_errors: list[str] = []
