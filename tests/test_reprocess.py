@@ -4,6 +4,7 @@ import contextlib
 import os
 import pty
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -194,3 +195,37 @@ def test_on_a_pipe_progress_is_plain_lines_and_memory_stays_flat_over_100000_fil
 def _lane(spool: Path) -> str:
     (lane,) = [p.name for p in (spool / "ready").iterdir()]
     return lane
+
+
+def test_an_interrupted_import_exits_130_and_a_rerun_moves_the_rest_once(
+    pipeline: Pipeline,
+) -> None:
+    tree = pipeline.tmp_path / "export"
+    objects = _tree(tree, 20, 1000)
+    first = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pacs_ingest", *_reprocess_args(pipeline)),
+            *("--import", str(tree), "--move"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stderr is not None
+    for line in first.stderr:  # the first progress line: the walk is under way
+        if line.startswith("reprocess: found "):
+            break
+    first.send_signal(signal.SIGINT)
+    summary, _ = first.communicate(timeout=30)
+    assert first.returncode == 130
+    assert summary.rstrip().endswith("(interrupted)")
+    moved = len(waiting_objects(pipeline.spool))
+    assert 0 < moved < objects
+    second = _reprocess(pipeline, "--import", str(tree), "--move")
+    assert second.returncode == 0, second.stderr
+    assert f"enqueued {objects - moved}, not DICOM 1, errors 0" in second.stdout
+    assert len(waiting_objects(pipeline.spool)) == objects
+    assert [p.name for p in tree.rglob("*") if p.is_file()] == ["notes.txt"]
+    lane = _lane(pipeline.spool)
+    assert Redis.from_url(pipeline.redis_url).llen(names_key(lane)) == objects
