@@ -33,8 +33,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def waiting_objects(spool: Path) -> list[Path]:
-    """The objects waiting in a spool's ready/ (its lanes and buckets)."""
-    return sorted((spool / "ready").rglob("*.dcm"))
+    """The objects waiting in a spool's ready/ (its lanes and buckets); a bucket that recovery
+    removes meanwhile is skipped, as os.walk does."""
+    return sorted(
+        Path(folder, name)
+        for folder, _, names in os.walk(spool / "ready")
+        for name in names
+        if name.endswith(".dcm")
+    )
 
 
 def archive_files(directory: Path) -> list[Path]:

@@ -188,7 +188,6 @@ def _run(run: Run, settings: ReprocessSettings) -> None:
     if settings.resort:
         _stream(run, walk_files([settings.filing.directory], report), resort_one(time.time()))
     run.admission.flush()
-    run.spool.settled([], now=None)
 
 
 def reprocess(settings: ReprocessSettings) -> int:
@@ -211,6 +210,7 @@ def reprocess(settings: ReprocessSettings) -> int:
             interrupted = stop.is_set()  # a hot folder's watch ends by being stopped
             if settings.watch and not interrupted:
                 _watch(run, settings.watch)
+        spool.settled([], now=None)  # everything admitted is queued: the writer marks go
     except RedisError as exc:
         print(f"reprocess: {counts.line()}", flush=True)
         print(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.part10 import FileMetaError, read_file_meta
-from tests.helpers import started_processes
+from tests.helpers import started_processes, waiting_objects
 
 
 def receiver_pids(log_text: str) -> list[int]:
@@ -108,4 +108,4 @@ def part_files(spool: Path) -> list[Path]:
 
 
 def ready_files(spool: Path) -> list[Path]:
-    return sorted((spool / "ready").rglob("*.dcm"))
+    return waiting_objects(spool)
