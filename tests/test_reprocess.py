@@ -212,10 +212,7 @@ def test_an_interrupted_import_exits_130_and_a_rerun_moves_the_rest_once(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert first.stderr is not None
-    for line in first.stderr:  # the first progress line: the walk is under way
-        if line.startswith("reprocess: found "):
-            break
+    wait_until(lambda: len(waiting_objects(pipeline.spool)) > 0, 30, "the walk under way")
     first.send_signal(signal.SIGINT)
     summary, _ = first.communicate(timeout=30)
     assert first.returncode == 130
