@@ -1,9 +1,10 @@
 """Back off from an archive that cannot take objects (full, read-only, unmounted, failing).
 
 The first storage failure for a spool puts it on hold for 5 s; each failure while the trouble
-lasts doubles the hold, up to 5 minutes. During a hold, ingest jobs for that spool return at once
-and the recovery sweep does not re-enqueue its objects: they wait in ready/, durable, and are
-filed by the first sweep after the hold. Nothing is quarantined for a full disk.
+lasts doubles the hold, up to 5 minutes. During a hold, drains of that spool's lanes give their
+claims back and return at once, and recovery asks for no drain: the objects wait in ready/,
+durable and queued, and the first recovery pass after the hold asks for a drain again. Nothing is
+quarantined for a full disk.
 """
 
 from redis import Redis

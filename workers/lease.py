@@ -1,9 +1,9 @@
 """A worker process's lease: a Redis key that exists while the process is alive.
 
-rq notices a killed worker only after minutes; the recovery sweep must know within seconds whether
-a started job still has someone working on it. Each worker process refreshes its key from a
-thread; SIGKILL stops the thread, the key expires, and the sweep re-enqueues what that worker's
-job had not filed yet.
+rq notices a killed worker only after minutes; recovery must know within seconds whether the
+refs a worker claimed (workers.claims) still have someone working on them. Each worker process
+refreshes its key from a thread; SIGKILL stops the thread, the key expires, and recovery gives
+that worker's claims back to their lanes.
 """
 
 import contextlib
