@@ -1,7 +1,7 @@
 """A migration-scale backlog: Redis memory per waiting object, recovery passes, drain rates.
 
     python -m benchmarks.backlog [--count 1000000] [--dir DIR] [--per-bucket 10000]
-                                 [--workers 1,2,4] [--drain-seconds 20]
+                                 [--workers 1,2,4] [--drain-seconds 20] [--filepath PATTERN]
 
 Builds `--count` synthetic small objects (~330 bytes, unique UIDs) in the ready/ lane of a spool
 under `--dir` (tmpfs keeps it fast: /dev/shm/...), spread over closed time buckets of
@@ -13,7 +13,8 @@ its own it then measures:
 3. one pass with every object queued (the cost that must not grow with the backlog);
 4. FLUSHALL, one pass again: every object queued again, none twice (the list is checked);
 5. the drain rate of 1, 2 and 4 `pacs-ingest work` processes, `--drain-seconds` each, on the
-   same backlog (what each run files is gone for the next).
+   same backlog (what each run files is gone for the next), filed by `--filepath` (default:
+   none, named by SOP Instance UID; the objects have only their SOP Class and Instance UIDs).
 
 One JSON line per figure on stdout. The spool is removed afterwards unless --keep.
 """
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> None:
         spool = Spool(base / "spool")
         spool.create()
         (base / "archive").mkdir()
-        lane = open_lane(spool, Filing(str(base / "archive"), None, 0, 0))
+        lane = open_lane(spool, Filing(str(base / "archive"), args.filepath, 0, 0))
         started = time.perf_counter()
         buckets = build_backlog(
             spool, lane, args.count, per_bucket=args.per_bucket, now=time.time()
@@ -183,6 +184,7 @@ def main() -> None:
         "--workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4]
     )
     parser.add_argument("--drain-seconds", type=float, default=20.0)
+    parser.add_argument("--filepath", default=None, help="the pattern the drains file by")
     parser.add_argument("--keep", action="store_true", help="keep the spool and archive")
     args = parser.parse_args()
     if args.dir:
