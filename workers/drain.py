@@ -55,16 +55,16 @@ def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims
     return True
 
 
-def drain(rq_job: Job, job: DrainJob, *, budget_s: float = DRAIN_BUDGET_S) -> int:
-    """Claim and file batches of `job.lane` until it is empty or `budget_s` has passed; how many
-    objects were handled."""
+def drain(rq_job: Job, job: DrainJob) -> int:
+    """Claim and file batches of `job.lane` until it is empty or DRAIN_BUDGET_S has passed; how
+    many objects were handled."""
     connection = rq_job.connection
     rq_queue = ingest_queue(connection, rq_job.origin)
     connection.delete(drain_pending_key(job.lane))
     spool = Spool(job.spool)
     filing = _filing(job.spool, job.lane)
     claims = Claims(connection, job.lane, rq_job.worker_name or rq_job.id)
-    deadline = time.monotonic() + budget_s
+    deadline = time.monotonic() + DRAIN_BUDGET_S
     handled = 0
     while True:
         if on_hold(connection, job.spool):
