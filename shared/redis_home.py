@@ -43,7 +43,11 @@ def _start_time(pid: int) -> str | None:
 
 
 def _alive(identity: list | None) -> bool:
-    return bool(identity) and _start_time(identity[0]) == identity[1]
+    """Whether the process recorded as [pid, start time] still runs."""
+    if not identity:
+        return False
+    started = _start_time(identity[0])
+    return started is not None and started == identity[1]
 
 
 class RedisHome:

@@ -24,7 +24,7 @@ from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
 from shared.options import Option, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
-from shared.redis_link import RedisLink, random_jitter, retry_delay
+from shared.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
 from workers.lease import WorkerLease
 
 _STOP_TIMEOUT_S = 13.0
@@ -91,6 +91,7 @@ class _IngestWorker(SimpleWorker):
     than gave up on Redis."""
 
     stop_requested = False
+    max_connection_wait_time = LONGEST_RETRY_S  # rq's own retry of a lost dequeue, 60 s otherwise
 
     def request_stop(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
