@@ -125,6 +125,9 @@ def _reprocess(args: argparse.Namespace) -> int:
     )
 
 
+_UP_REDIS_URL_ROW = replace(
+    REDIS_URL_ROW, help=f"{REDIS_URL_ROW.help}; default: an embedded server of our own"
+)
 # work and reprocess find up's embedded server from --spool-dir when given no URL.
 _FOUND_REDIS_URL_ROW = replace(
     REDIS_URL_ROW,
@@ -136,9 +139,11 @@ COMMANDS = {
     "up": Command(
         f"{PROG} up [options] {_BIND} --spool-dir path",
         "Everything on one host: receivers, workers and (without --redis-url or REDIS_URL) an "
-        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis. Options are "
-        "those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, *COMMON_ROWS),
+        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis, on a Unix "
+        "socket with a password; its URL is in <spool-dir>/redis/url, for `work`, `reprocess` "
+        "and rq's tools. Options are those of dcm4che's storescp, plus the queue and process "
+        "options.",
+        (*RECEIVER_ROWS, UP_WORKERS, _UP_REDIS_URL_ROW, *COMMON_ROWS),
         _up,
     ),
     "receive": Command(

