@@ -77,6 +77,7 @@ class RedisHome:
         except BaseException:
             os.close(fd)
             raise
+        self.record(os.getpid(), None)  # ours from now on, before any server runs
         return fd
 
     @staticmethod
@@ -121,12 +122,11 @@ class RedisHome:
                 break
             time.sleep(0.05)  # not our child: nothing to wait on but /proc
 
-    def record(self, up_pid: int, server_pid: int) -> None:
-        """Note who holds the lock now (after each server start)."""
-        pids = {
-            "up": [up_pid, _start_time(up_pid)],
-            "server": [server_pid, _start_time(server_pid)],
-        }
+    def record(self, up_pid: int, server_pid: int | None) -> None:
+        """Note who holds the lock now (on claiming it, and after each server start)."""
+        pids = {"up": [up_pid, _start_time(up_pid)]}
+        if server_pid is not None:
+            pids["server"] = [server_pid, _start_time(server_pid)]
         write_private(self._pids, orjson.dumps(pids).decode())
 
     def password(self) -> str:
