@@ -21,7 +21,7 @@ from rq import SimpleWorker
 
 from shared import log
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
-from shared.options import Option, dicom_int, positive
+from shared.options import COMMON, Option, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
 from shared.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
@@ -44,7 +44,7 @@ ROWS = (
         ("--spool-dir",),
         "without --redis-url: use the embedded server of the `pacs-ingest up` on this spool "
         "(it writes its URL to <spool-dir>/redis/url)",
-        "processes",
+        COMMON,
         type=str,
         metavar="path",
         env="PACS_INGEST_SPOOL_DIR",
@@ -106,8 +106,8 @@ def _work_until_redis_fails(settings: WorkerSettings, connection: Redis, link: R
         serializer=OrjsonSerializer,
     )
     lease = WorkerLease(connection, worker.name, link)
+    lease.start()
     try:
-        lease.start()
         worker.work(burst=settings.burst, logging_level="WARNING", with_scheduler=False)
     except RedisError as exc:  # rq's own start-up or teardown, with Redis gone
         link.lost(str(exc))
