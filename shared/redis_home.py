@@ -130,13 +130,16 @@ class RedisHome:
         write_private(self._pids, orjson.dumps(pids).decode())
 
     def password(self) -> str:
-        """The server's password: the kept one, or a new random one."""
+        """The server's password: the kept one, or a new random one (never none at all)."""
         try:
-            return self._password.read_text().strip()
+            kept = self._password.read_text().strip()
         except FileNotFoundError:
-            password = secrets.token_urlsafe(32)
-            write_private(self._password, password + "\n")
-            return password
+            kept = ""
+        if kept:
+            return kept
+        password = secrets.token_urlsafe(32)
+        write_private(self._password, password + "\n")
+        return password
 
     def publish(self, url: str) -> None:
         write_private(self.url_file, url + "\n")

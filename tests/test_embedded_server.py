@@ -288,8 +288,8 @@ def test_work_reprocess_and_rqinfo_find_the_server_from_the_spool_and_never_show
         assert home.path.stat().st_mode & 0o777 == 0o700
 
         helps = [_pacs_ingest(name, "--help").stdout for name in ("up", "work", "reprocess")]
-        work.stop()
-        up.stop()
+        assert work.stop() == 0
+        assert up.stop() == 0 and _servers_on(pipeline.spool) == []
         shown = [up.log(), work.log(), reprocess.stdout, reprocess.stderr, *helps]
         shown += [p.read_bytes().decode(errors="replace") for p in Path("/proc").glob("*/cmdline")]
         assert not [text for text in shown if password in text]
@@ -362,3 +362,13 @@ def test_a_spool_path_too_long_for_a_unix_socket_is_refused_clearly(
     assert result.returncode == 2
     assert "longer than a Unix socket allows" in result.stderr
     assert _servers_on(spool) == []
+
+
+def test_the_password_is_kept_across_starts_and_never_empty(tmp_path: Path) -> None:
+    home = RedisHome(tmp_path)
+    home.path.mkdir(mode=0o700)
+    first = home.password()
+    assert len(first) >= 32 and home.password() == first
+    (home.path / "password").write_text("\n")
+    renewed = home.password()
+    assert renewed and renewed != first
