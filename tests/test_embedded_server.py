@@ -21,7 +21,7 @@ from rq import Worker
 from benchmarks.corpus import make_corpus
 from shared import part10
 from shared.embedded_redis import RedisServer, valkey_binary
-from shared.redis_home import RedisHome
+from shared.redis_home import RedisHome, find_redis_url
 from tests.conftest import Pipeline
 from tests.helpers import (
     ROOT,
@@ -372,3 +372,11 @@ def test_the_password_is_kept_across_starts_and_never_empty(tmp_path: Path) -> N
     (home.path / "password").write_text("\n")
     renewed = home.password()
     assert renewed and renewed != first
+
+
+def test_an_explicit_url_wins_over_the_spools_embedded_server(tmp_path: Path) -> None:
+    home = RedisHome(tmp_path)
+    home.path.mkdir(mode=0o700)
+    home.publish("unix://:pw@/srv/sock?db=0")
+    assert find_redis_url(None, str(tmp_path)) == "unix://:pw@/srv/sock?db=0"
+    assert find_redis_url("redis://db:6379/0", str(tmp_path)) == "redis://db:6379/0"
