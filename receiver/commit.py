@@ -184,7 +184,8 @@ class GroupCommit:
         except RedisError as exc:
             # Until Redis has had time to come back, stores do not wait for it again.
             self._redis_down_until = time.monotonic() + _REDIS_RETRY_AFTER_S
-            log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
+            if not self._unqueued:  # one warning while Redis is away, not one per group
+                log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
             self._unqueued = []
             self._keep_unqueued(pending)
             return False
