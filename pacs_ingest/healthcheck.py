@@ -6,8 +6,8 @@ The image's HEALTHCHECK and compose run it; it needs nothing the image does not 
              PACS_INGEST_BIND (as `-b`): the port listens, an association is accepted and the
              DIMSE layer answers, which an open port alone does not show.
     worker   Redis (REDIS_URL) answers and at least one worker process of this host is on the
-             queue (PACS_INGEST_QUEUE) with a live lease: a worker that is killed, hangs or
-             lost Redis turns the check red within the lease's 15 s.
+             queue (PACS_INGEST_QUEUE) with a live lease: workers that were killed or lost
+             Redis turn the check red within the lease's 15 s.
 
 Exit 0 when healthy, 1 when not, 2 for a bad configuration; one line on stderr says why.
 """
