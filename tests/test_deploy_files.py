@@ -7,8 +7,10 @@ network guarantee) from github.com/compose-spec/compose-spec, schema/compose-spe
 """
 
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from importlib import metadata
@@ -19,7 +21,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
-from tests.helpers import ROOT
+from benchmarks.corpus import make_corpus
+from shared.embedded_redis import free_port
+from tests.helpers import (
+    ROOT,
+    archive_files,
+    corpus_file,
+    pynetdicom_send,
+    wait_for_port,
+    wait_until,
+)
 
 DEPLOY = ROOT / "deploy"
 UNITS = ("pacs-ingest-receiver.service", "pacs-ingest-worker@.service")
@@ -208,3 +219,50 @@ def test_the_constraints_pin_every_dependency_at_the_installed_version() -> None
     assert needed - set(pins) == set(), "run scripts/lock.sh"
     installed = {name: metadata.version(name) for name in needed}
     assert {name: pins[name] for name in needed} == installed, "run scripts/lock.sh"
+
+
+def _entrypoint() -> list[str]:
+    line = next(
+        line
+        for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+        if line.startswith("ENTRYPOINT ")
+    )
+    return json.loads(line.removeprefix("ENTRYPOINT "))
+
+
+def test_the_image_entrypoint_files_objects_readable_by_the_group_only(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The ENTRYPOINT as the image runs it (without Docker): arguments pass through, and the
+    umask leaves patient data unreadable to other users."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    version = subprocess.run(
+        [*_entrypoint(), "--version"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert version.stdout.startswith("pacs-ingest: ")
+    port = free_port()
+    archive = tmp_path / "archive"
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - the child's until it exits
+    up = subprocess.Popen(
+        [
+            *(*_entrypoint(), "up", "-b", f"INGEST:{port}", "--spool-dir", str(tmp_path / "spool")),
+            *("--directory", str(archive), "--redis-url", redis_url, "--receivers", "1"),
+            *("--filepath", "{00100020}/{00080018}.dcm"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+    )
+    log.close()
+    try:
+        wait_for_port(port)
+        (source,) = make_corpus(tmp_path / "corpus", 1)
+        assert pynetdicom_send([corpus_file(source)], port, "INGEST") == {source: 0}
+        wait_until(lambda: archive_files(archive) != [], 30, "the object in the archive")
+    finally:
+        up.terminate()
+        assert up.wait(20) == 0
+    (filed,) = archive_files(archive)
+    assert stat.S_IMODE(filed.stat().st_mode) == 0o640
+    assert stat.S_IMODE(filed.parent.stat().st_mode) == 0o750
