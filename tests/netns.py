@@ -95,6 +95,9 @@ def hosts(names: Sequence[str]) -> Iterator[dict[str, Host]]:
         raise NamespacesUnavailable("iproute2 (ip) or util-linux (unshare) is not installed")
     if os.geteuid() != 0:
         raise NamespacesUnavailable("making network namespaces needs root")
+    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise NamespacesUnavailable(f"`unshare --uts`: {probe.stderr.strip()}")
     tag = f"pi{os.getpid() % 100000}"
     bridge, subnet = f"{tag}br", _subnet()
     made: dict[str, Host] = {}
