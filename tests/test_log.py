@@ -44,23 +44,41 @@ def _echo_then_abort(port: int) -> None:
     assoc.abort()
 
 
+def _idle_until_aborted(port: int) -> None:
+    ae = AE(ae_title="IDLER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="INGEST")
+    assert assoc.is_established
+    wait_until(lambda: assoc.is_aborted, 10, "the receiver to abort the idle association")
+
+
 def test_json_lines_carry_iso_times_the_association_facts_and_overwrites(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     first, second = _two_versions(tmp_path / "versions")
-    up = pipeline.up("--duplicates", "overwrite")
+    up = pipeline.up("--duplicates", "overwrite", "--idle-timeout", "1000")
     for source in (first, second):
         assert pynetdicom_send([corpus_file(source)], pipeline.port, "INGEST") == {source: 0}
         wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 30, "filing")
     _echo_then_abort(pipeline.port)
-    wait_until(lambda: "association.aborted_by_peer" in up.log(), 10, "the abort's log line")
+    _idle_until_aborted(pipeline.port)
+    wait_until(
+        lambda: all(f'"association.{end}"' in up.log() for end in ("aborted_by_peer", "aborted")),
+        10,
+        "both aborts' log lines",
+    )
 
     lines = _json_lines(up.log())
     assert all(ISO_UTC_MS.fullmatch(line["ts"]) for line in lines)
     by_event: dict[str, list[dict]] = {}
     for line in lines:
         by_event.setdefault(line["event"], []).append(line)
-    for name in ("association.accepted", "association.released", "association.aborted_by_peer"):
+    for name in (
+        "association.accepted",
+        "association.released",
+        "association.aborted_by_peer",
+        "association.aborted",
+    ):
         assert all(line["level"] == "info" for line in by_event[name]), name
     released = by_event["association.released"]
     assert [(r["calling_ae"], r["called_ae"], r["objects"]) for r in released] == [
@@ -74,7 +92,11 @@ def test_json_lines_carry_iso_times_the_association_facts_and_overwrites(
         "INGEST",
         0,
     )
-    assert len(by_event["association.accepted"]) == 3
+    (ours,) = by_event["association.aborted"]
+    assert (ours["calling_ae"], ours["called_ae"], ours["peer"]) == ("IDLER", "INGEST", "127.0.0.1")
+    (why,) = by_event["association.abort"]
+    assert why["level"] == "warning" and "--idle-timeout" in why["why"], why
+    assert len(by_event["association.accepted"]) == 4
     (overwritten,) = by_event["ingest.overwritten"]
     assert overwritten["target"] == str(pipeline.archive / SOP_INSTANCE_UID)
     assert [line["target"] for line in by_event["ingest.filed"]] == [overwritten["target"]]
