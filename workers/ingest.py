@@ -33,7 +33,7 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    outcome: str  # "filed", "duplicate" (dropped by policy), "quarantined" or "gone"
+    outcome: str  # "filed", "overwritten", "duplicate" (dropped), "quarantined" or "gone"
 
 
 @lru_cache(maxsize=64)
