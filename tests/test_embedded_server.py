@@ -30,6 +30,7 @@ from tests.helpers import (
     archive_files,
     started_processes,
     wait_until,
+    waiting_objects,
 )
 
 OBJECTS = 600
@@ -73,9 +74,7 @@ def _filed(archive: Path) -> Counter:
 
 
 def _progress(pipeline: Pipeline) -> int:
-    ready = pipeline.spool / "ready"
-    spooled = sum(1 for _ in ready.iterdir()) if ready.exists() else 0
-    return spooled + len(archive_files(pipeline.archive))
+    return len(waiting_objects(pipeline.spool)) + len(archive_files(pipeline.archive))
 
 
 def _events(log_text: str, name: str) -> int:

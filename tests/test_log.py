@@ -16,7 +16,14 @@ from pynetdicom.sop_class import Verification
 from benchmarks.corpus import make_corpus
 from shared.embedded_redis import free_port
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, corpus_file, pynetdicom_send, wait_for_port, wait_until
+from tests.helpers import (
+    ROOT,
+    corpus_file,
+    pynetdicom_send,
+    wait_for_port,
+    wait_until,
+    waiting_objects,
+)
 
 ISO_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 SOP_INSTANCE_UID = "1.2.826.0.1.3680043.8.498.77"
@@ -59,7 +66,7 @@ def test_json_lines_carry_iso_times_the_association_facts_and_overwrites(
     up = pipeline.up("--duplicates", "overwrite", "--idle-timeout", "1000")
     for source in (first, second):
         assert pynetdicom_send([corpus_file(source)], pipeline.port, "INGEST") == {source: 0}
-        wait_until(lambda: not any((pipeline.spool / "ready").iterdir()), 30, "filing")
+        wait_until(lambda: not waiting_objects(pipeline.spool), 30, "filing")
     _echo_then_abort(pipeline.port)
     _idle_until_aborted(pipeline.port)
     wait_until(

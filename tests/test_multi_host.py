@@ -16,7 +16,7 @@ import pytest
 from benchmarks.corpus import make_corpus
 from shared import part10
 from shared.embedded_redis import server_binary
-from tests.helpers import ROOT, archive_files, wait_until
+from tests.helpers import ROOT, archive_files, wait_until, waiting_objects
 from tests.netns import Host, NamespacesUnavailable, hosts
 
 OBJECTS = 400
@@ -115,7 +115,7 @@ def test_a_worker_host_dies_and_the_other_files_everything(tmp_path: Path) -> No
         sender.join(120)
         assert sender.acknowledged == OBJECTS, sender.output[-2000:]
         wait_until(
-            lambda: len(archive_files(archive)) >= OBJECTS and not any((spool / "ready").iterdir()),
+            lambda: len(archive_files(archive)) >= OBJECTS and not waiting_objects(spool),
             60,
             "worker2 to file the rest",
         )
