@@ -39,7 +39,7 @@ def _pids(log_text: str, prefix: str) -> list[int]:
 
 def _stored(pipeline: Pipeline) -> int:
     """Objects made durable so far: waiting in the spool or filed."""
-    waiting = sum(1 for _ in (pipeline.spool / "ready").rglob("*.dcm"))
+    waiting = len(waiting_objects(pipeline.spool))
     return waiting + sum(1 for p in pipeline.archive.rglob("*.dcm"))
 
 

@@ -42,11 +42,11 @@ def receiver(receivers: Receivers) -> Receiver:
 
 
 def spooled(receiver: Receiver, folder: str) -> list[Path]:
-    """The objects in one spool folder (not ready/'s lane records)."""
+    """The objects and part files in one spool folder (not ready/'s lane records or marks)."""
     return [
         p
         for p in (receiver.directory / "spool" / folder).rglob("*")
-        if p.is_file() and p.name != "lane.json"
+        if p.is_file() and p.suffix in (".dcm", ".part")
     ]
 
 
