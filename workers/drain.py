@@ -26,6 +26,7 @@ from shared.spool import Spool
 from workers.backoff import hold, on_hold
 from workers.claims import Claims
 from workers.ingest import StorageUnavailable, file_object
+from workers.place import Settlement
 
 BATCH = 64  # refs claimed at a time: a killed worker's claims wait for its lease to expire
 DRAIN_BUDGET_S = 10.0
@@ -37,21 +38,41 @@ def _filing(spool: str, lane: str) -> Filing:
 
 
 def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims: Claims) -> bool:
-    """File one claimed batch; False if the storage failed (the rest given back, spool held)."""
+    """File one claimed batch, made durable together (one fsync per changed folder); False if
+    the storage failed (the unfinished refs given back, the spool held)."""
     rng = random.Random()
+    settlement = Settlement()
     for index, ref in enumerate(refs):
         try:
-            file_object(spool, f"{lane}/{ref}", filing, rng)
+            file_object(spool, f"{lane}/{ref}", filing, rng, settlement)
         except StorageUnavailable as exc:
+            _settle_or_give_back(spool, refs[:index], settlement, claims)
             claims.give_back(refs[index:])
             hold(claims.connection, str(spool), str(exc))
             return False
         except BaseException:
             # Unfinished refs go back, the failing one last, so the lane carries on; rq records
             # the failure in its registry.
+            _settle_or_give_back(spool, refs[:index], settlement, claims)
             claims.give_back([*refs[index + 1 :], ref])
             raise
+    if not _settle_or_give_back(spool, refs, settlement, claims):
+        return False
     claims.finish()
+    return True
+
+
+def _settle_or_give_back(
+    spool: Spool, refs: list[str], settlement: Settlement, claims: Claims
+) -> bool:
+    """Make the placements of `refs` durable; if the archive cannot, give them all back (their
+    spool copies are still there) and hold the spool."""
+    try:
+        settlement.finish()
+    except OSError as exc:
+        claims.give_back(refs)
+        hold(claims.connection, str(spool), f"archive: {exc.strerror or exc}")
+        return False
     return True
 
 

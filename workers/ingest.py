@@ -22,7 +22,7 @@ from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
-from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
+from workers.place import TRANSIENT_ERRNOS, Placed, Settlement, SourceGone, place
 
 
 class StorageUnavailable(OSError):
@@ -98,18 +98,28 @@ def target_path(source: Path, filing: Filing, rng: random.Random) -> Path:
     return root / relative_path(rendered, root_length=len(str(root).encode()))
 
 
-def _place(source: Path, filing: Filing, rng: random.Random) -> Placed:
-    return place(source, target_path(source, filing, rng), filing, rng=rng)
+def _place(
+    source: Path, filing: Filing, rng: random.Random, settlement: Settlement | None
+) -> Placed:
+    target = target_path(source, filing, rng)
+    return place(source, target, filing, rng=rng, settlement=settlement)
 
 
-def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
-    """File the spooled object `name` (its ref, "<lane>/<bucket>/<name>"); raise
-    StorageUnavailable to leave it (and the rest) for later."""
+def file_object(
+    spool: Spool,
+    name: str,
+    filing: Filing,
+    rng: random.Random,
+    settlement: Settlement | None = None,
+) -> Filed:
+    """File the spooled object `name` (its ref, "<lane>/<bucket>/<name>"), durable on return
+    or, given a `settlement`, once that is finished; raise StorageUnavailable to leave it (and
+    the rest) for later."""
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
     try:
-        placed = _place(spool.ready_path(name), filing, rng)
+        placed = _place(spool.ready_path(name), filing, rng, settlement)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
