@@ -25,7 +25,7 @@ from receiver.pressure import Pressure
 from receiver.service import Storage, StorePolicy
 from shared import __version__, log
 from shared.jobs import DrainJob
-from shared.lane import open_lane, push
+from shared.lane import lane_id, open_lane, push
 from shared.queue import connect, ingest_queue
 from shared.spool import Spool
 
@@ -76,7 +76,12 @@ class Receiver:
         self.spool.create()
         self.pressure = Pressure(self.spool, settings.pressure)
         rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
-        lane = open_lane(self.spool, settings.filing)
+        # --ignore stores nothing, so it writes no lane record either.
+        lane = (
+            lane_id(str(self.spool), settings.filing)
+            if settings.ignore
+            else open_lane(self.spool, settings.filing)
+        )
         drain = DrainJob(str(self.spool), lane)
 
         def enqueue(refs: list[str]) -> None:
