@@ -5,6 +5,7 @@ given back."""
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -108,3 +109,45 @@ def test_a_bucket_whose_writer_died_owing_pushes_is_looked_into(
     result = _pass(spool, connection)
     assert (result.buckets_listed, result.requeued) == (1, 500)  # the live writer's is left
     assert spool.writer_marks(lane) == {second: [f"{second}.{socket.gethostname()}.{alive}"]}
+
+
+_WRITER = """
+import os, sys, time
+from shared.spool import Spool, new_name
+spool, lane, count, settle = Spool(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+refs = []
+for _ in range(count):
+    name = new_name()
+    spool.part_path(name).write_bytes(b"object")
+    refs.append(spool.make_ready(name, lane, now=time.time() - 3600))
+spool.sync_ready(refs)
+if settle == "settle":
+    spool.settled(refs, now=None)
+os._exit(0)  # as if killed: nothing else runs
+"""
+
+
+def _writer(spool: Spool, lane: str, count: int, settle: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", _WRITER, str(spool.root), lane, str(count), settle],
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def test_objects_a_dead_writer_never_pushed_are_queued_and_a_settled_writers_are_trusted(
+    tmp_path: Path, redis_url: str
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    lane = open_lane(spool, Filing(str(tmp_path / "archive"), None, 0, 0))
+    connection = Redis.from_url(redis_url)
+    connection.set("pacs-ingest:epoch", repr(time.time() - 86400))  # buckets after it: trusted
+    _writer(spool, lane, 20, "settle")
+    assert _pass(spool, connection).requeued == 0  # it said it pushed them all
+    (bucket,) = spool.buckets(lane)
+    connection.hdel(f"pacs-ingest:lane:{lane}:verified", bucket)
+    _writer(spool, lane, 30, "die")
+    result = _pass(spool, connection)
+    assert (result.buckets_listed, result.requeued) == (1, 50)
+    assert spool.writer_marks(lane) == {}
