@@ -1,5 +1,5 @@
-"""`pacs-ingest up | receive | work | render`: parse options, start the parts, map failures to
-exit codes.
+"""`pacs-ingest up | receive | work | reprocess | status | render`: parse options, start the
+parts, map failures to exit codes.
 
 Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time, 2
 for bad options or an unusable configuration (bad pattern, port in use, unreadable key store),
@@ -7,17 +7,22 @@ with a one-line `pacs-ingest: <message>` and a hint on stderr.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pacs_ingest import render
+from redis import Redis
+
+from pacs_ingest import render, status
 from receiver.main import receive, start_receivers
 from receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from receiver.options import ROWS as RECEIVER_ROWS
 from shared import __version__, log
 from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
+from shared.jobs import registered_spools
+from shared.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from shared.options import (
     COMMON_ROWS,
     REDIS_URL_ROW,
@@ -64,6 +69,16 @@ def _up(args: argparse.Namespace) -> int:
         embedded = RedisServer(valkey_binary(), Path(args.spool_dir, "redis"), persistent=True)
         args.redis_url = embedded.start()
         log.event("redis.embedded", url=args.redis_url, data=str(embedded.data_dir))
+    try:
+        spool = os.path.abspath(args.spool_dir)
+        with serving_metrics(args.metrics_port, args.redis_url, args.queue, lambda _: [spool]):
+            return _run_up(args)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run_up(args: argparse.Namespace) -> int:
     stop = StopSignal().install()
     groups = []
     try:
@@ -77,8 +92,23 @@ def _up(args: argparse.Namespace) -> int:
             sweeps.stop()
     finally:
         stop_all(groups, _STOP_TIMEOUT_S)
-        if embedded is not None:
-            embedded.stop()
+
+
+def _receive(args: argparse.Namespace) -> int:
+    settings = ReceiverSettings.from_args(args)
+    spools = [settings.spool_dir]
+    with serving_metrics(args.metrics_port, settings.redis_url, settings.queue, lambda _: spools):
+        return receive(settings)
+
+
+def _work(args: argparse.Namespace) -> int:
+    settings = WorkerSettings.from_args(args, args.processes)
+
+    def spools(connection: Redis) -> list[str]:
+        return [job.spool for job in registered_spools(connection)]
+
+    with serving_metrics(args.metrics_port, settings.redis_url, settings.queue, spools):
+        return work(settings)
 
 
 COMMANDS = {
@@ -87,22 +117,22 @@ COMMANDS = {
         "Everything on one host: receivers, workers and (without --redis-url or REDIS_URL) an "
         "embedded Redis-compatible server keeping the queue in <spool-dir>/redis. Options are "
         "those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, *COMMON_ROWS),
+        (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
         _up,
     ),
     "receive": Command(
         f"{PROG} receive [options] {_BIND} --spool-dir path --redis-url url",
         "Receiver processes only: accept associations, spool objects, enqueue jobs on "
         "--redis-url. Options are those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
-        lambda args: receive(ReceiverSettings.from_args(args)),
+        (*RECEIVER_ROWS, replace(REDIS_URL_ROW, required=True), METRICS_PORT_ROW, *COMMON_ROWS),
+        _receive,
     ),
     "work": Command(
         f"{PROG} work [options] --redis-url url",
         "Worker processes only: file spooled objects; any number of hosts may run workers on "
         "one queue.",
-        (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
-        lambda args: work(WorkerSettings.from_args(args, args.processes)),
+        (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), METRICS_PORT_ROW, *COMMON_ROWS),
+        _work,
     ),
     "reprocess": Command(
         f"{PROG} reprocess [--failed] [--import path...] [--watch dir...] --spool-dir path "
@@ -123,6 +153,17 @@ COMMANDS = {
             )
         ),
     ),
+    "status": Command(
+        f"{PROG} status --spool-dir path --redis-url url [--json]",
+        "Report on one spool's pipeline: queue depth and jobs in progress, live receiver and "
+        "worker processes (host and pid), objects and bytes in incoming/, ready/ and failed/, "
+        "the age of the oldest object not yet filed, objects filed in the last minute, free "
+        "space of the spool and archive file systems, and whether Redis answers. It reads "
+        "counters and heartbeats kept in Redis (never the queue or the backlog), so it answers "
+        "at once; usable as a health check. " + status.EXIT_CODES_HELP,
+        status.ROWS,
+        status.status,
+    ),
 }
 
 TOP_HELP = f"""usage: {PROG} <command> [options]
@@ -135,6 +176,7 @@ commands:
   receive   run receiver processes only
   work      run worker processes only
   reprocess file again what is in failed/, in a folder tree, or arrives in a hot folder
+  status    report queue, processes, backlog and free space of a spool; exit status for health
   render    print the archive path a --filepath pattern gives each file
 
 `{PROG} <command> -h` lists a command's options.

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from receiver import store_metrics
 from receiver.store import PartFile
 from shared import log
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # names kept for a later enqueue; beyond that the sweep finds them
@@ -44,10 +45,11 @@ _Group = list[tuple[PartFile, asyncio.Future[Commit]]]
 
 
 class GroupCommit:
-    """The group commit of one receiver process. `enqueue(names)` puts one group's names on
-    the queue in one round trip (raising RedisError if it cannot)."""
+    """The group commit of one receiver process. `enqueue(objects)` puts one group's objects
+    on the queue, and into the spool's counts, in one round trip (raising RedisError if it
+    cannot)."""
 
-    def __init__(self, spool: Spool, enqueue: Callable[[list[str]], None]) -> None:
+    def __init__(self, spool: Spool, enqueue: Callable[[list[ReadyObject]], None]) -> None:
         self._spool = spool
         self._enqueue = enqueue
         self._gathering: _Group = []  # event loop only
@@ -55,7 +57,7 @@ class GroupCommit:
         self._groups: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, _Group] | None] = (
             queue.SimpleQueue()
         )
-        self._unqueued: list[str] = []  # flusher only
+        self._unqueued: list[ReadyObject] = []  # flusher only
         self._redis_down_until = 0.0  # flusher only
         self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
         self._thread.start()
@@ -64,6 +66,7 @@ class GroupCommit:
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Commit] = loop.create_future()
+        part.received_at = time.monotonic()
         self._gathering.append((part, future))
         if not self._flushing:
             self._hand_over(loop)
@@ -84,6 +87,7 @@ class GroupCommit:
         for (_, future), commit in zip(group, commits, strict=True):
             if not future.done():
                 future.set_result(commit)
+        store_metrics.answered([part for part, _ in group], time.monotonic())
         self._flushing = False
         if self._gathering:
             self._hand_over(loop)
@@ -116,7 +120,7 @@ class GroupCommit:
                 commits.append(Commit(False, False, f"cannot spool: {exc.strerror or exc}"))
                 continue
             commits.append(None)  # decided below, with the group
-            ready.append(part.name)
+            ready.append(part)
         if ready:
             try:
                 self._spool.sync_ready()
@@ -124,14 +128,15 @@ class GroupCommit:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
                 failed = Commit(False, False, f"spool flush failed: {exc.strerror or exc}")
                 return [commit or failed for commit in commits]
-        group = self._enqueue_group(ready)
+            store_metrics.durable(ready, time.monotonic())
+        group = self._enqueue_group([part.spooled for part in ready if part.spooled])
         return [commit or group for commit in commits]
 
-    def _enqueue_group(self, names: list[str]) -> Commit:
+    def _enqueue_group(self, objects: list[ReadyObject]) -> Commit:
         if time.monotonic() < self._redis_down_until:
-            self._keep_unqueued(names)
+            self._keep_unqueued(objects)
             return Commit(True, False)
-        pending = self._unqueued + names
+        pending = self._unqueued + objects
         if not pending:
             return Commit(True, True)
         try:
@@ -148,6 +153,6 @@ class GroupCommit:
         self._unqueued = []
         return Commit(True, True)
 
-    def _keep_unqueued(self, names: list[str]) -> None:
+    def _keep_unqueued(self, objects: list[ReadyObject]) -> None:
         room = _MAX_UNQUEUED - len(self._unqueued)
-        self._unqueued += names[:room]
+        self._unqueued += objects[:room]

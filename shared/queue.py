@@ -2,6 +2,7 @@
 
 from redis import Redis
 from rq import Queue
+from rq.registry import StartedJobRegistry
 
 from shared.jobs import OrjsonSerializer
 
@@ -29,3 +30,14 @@ def connect(url: str, *, blocking: bool = False) -> Redis:
 
 def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
     return Queue(name, connection=connection, serializer=OrjsonSerializer)
+
+
+def queue_depth(connection: Redis, name: str = DEFAULT_QUEUE) -> int:
+    """Jobs waiting in the queue (one command: status and the metrics read only this)."""
+    return connection.llen(ingest_queue(connection, name).key)
+
+
+def jobs_in_progress(connection: Redis, name: str = DEFAULT_QUEUE) -> int:
+    """Job executions that workers have started and not finished, as rq's registry lists them
+    (a killed worker's stay until rq's own cleanup, at the latest after the job's timeout)."""
+    return connection.zcard(StartedJobRegistry(name, connection=connection).key)

@@ -7,6 +7,7 @@ missing) leave the object in ready/ and put its spool on hold (workers.backoff);
 sweep enqueues it again once the hold is over.
 """
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from rq import get_current_job
 
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
+from shared.metrics import OBJECTS_QUARANTINED
 from shared.pattern import Pattern, PatternError, RenderError
 from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
+from shared.spool_counts import count_leaving
+from workers import filing_metrics
 from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
@@ -45,6 +49,8 @@ class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
     outcome: str  # "filed", "duplicate" (dropped by policy), "quarantined" or "gone"
+    spooled: ReadyObject | None = None  # as it was in ready/; None: gone
+    attempts: int = 0
 
 
 @lru_cache(maxsize=64)
@@ -62,7 +68,8 @@ def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) 
     return pattern.render(header, now=datetime.now(), rng=rng)
 
 
-def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
+def _quarantine(spool: Spool, spooled: ReadyObject, reason: str, error: BaseException) -> Filed:
+    name = spooled.name
     spool.quarantine(
         name,
         {
@@ -74,7 +81,8 @@ def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> F
         },
     )
     log.warning("ingest.quarantined", name=name, reason=reason, error=str(error))
-    return Filed(name, None, "quarantined")
+    OBJECTS_QUARANTINED.labels(reason).inc()
+    return Filed(name, None, "quarantined", spooled)
 
 
 # Errors that say "this object cannot be filed" (as opposed to "the storage is unwell"), and the
@@ -112,20 +120,23 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
+    source = spool.ready_path(name)
     try:
-        placed = _place(spool.ready_path(name), root, filing, rng)
-    except SourceGone:
+        stat = os.stat(source)  # what the spool's counts know it by (shared.spool_counts)
+        spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
+        placed = _place(source, root, filing, rng)
+    except (SourceGone, FileNotFoundError):
         return Filed(name, None, "gone")
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
-        return _quarantine(spool, name, "cannot place", exc)
+        return _quarantine(spool, spooled, "cannot place", exc)
     except _QUARANTINABLE as exc:
-        return _quarantine(spool, name, _reason(exc), exc)
+        return _quarantine(spool, spooled, _reason(exc), exc)
     log.event(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
-    return Filed(name, placed.path, placed.outcome)
+    return Filed(name, placed.path, placed.outcome, spooled, placed.attempts)
 
 
 def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
@@ -133,16 +144,26 @@ def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
     if on_hold(connection, job.spool):
         return
     spool = Spool(job.spool)
-    done: list[str] = []
+    done: list[Filed] = []
     try:
         for name in job.names:
-            file_object(spool, name, job.filing, rng)
-            done.append(name)
+            done.append(file_object(spool, name, job.filing, rng))
     except StorageUnavailable as exc:
         hold(connection, job.spool, str(exc))
     finally:
         if done:
-            connection.hdel(tracked_key(job.spool), *done)
+            _untrack(connection, job.spool, done, now=time.time())
+
+
+def _untrack(connection: Redis, spool: str, done: list[Filed], *, now: float) -> None:
+    """One round trip per batch: the objects are no longer tracked, nor counted in ready/."""
+    filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
+    failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hdel(tracked_key(spool), *(f.name for f in done))
+        count_leaving(pipe, spool, filed, failed, now=now)
+        pipe.execute()
+    filing_metrics.batch_done(done, filed, now)
 
 
 def ingest_job(payload: dict[str, Any]) -> None:

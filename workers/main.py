@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from shared import log
+from shared.heartbeat import Heartbeat
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
 from shared.options import Option, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
@@ -58,9 +59,12 @@ def _worker_process(settings: WorkerSettings) -> None:
     )
     lease = WorkerLease(connection, worker.name)
     lease.start()
+    heartbeat = Heartbeat(connect(settings.redis_url), "worker", queue=settings.queue)
+    heartbeat.start()
     try:
         worker.work(burst=settings.burst, logging_level="WARNING", with_scheduler=False)
     finally:
+        heartbeat.stop()
         lease.stop()
 
 
