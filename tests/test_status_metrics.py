@@ -1,0 +1,299 @@
+"""`pacs-ingest status` and /metrics during a live run: real storescu, Redis and processes."""
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from benchmarks.corpus import make_corpus
+from shared.embedded_redis import RedisServer, free_port, server_binary
+from shared.spool import ReadyObject
+from shared.spool_counts import BUCKET_S, count_ready, read_counts, recount
+from tests.conftest import Pipeline
+from tests.helpers import ROOT, wait_until
+
+SENDER = "MODALITY1"
+OBJECTS = 20
+
+
+def status(pipeline: Pipeline, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pacs_ingest",
+            "status",
+            "--spool-dir",
+            str(pipeline.spool),
+            "--redis-url",
+            pipeline.redis_url,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+def status_json(pipeline: Pipeline) -> tuple[int, dict]:
+    result = status(pipeline, "--json")
+    assert result.stdout.count("\n") == 1, result.stdout + result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Every sample of /metrics, keyed by name with its labels as written."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def storescu(pipeline: Pipeline, folder: Path, *, called: str = "INGEST") -> None:
+    subprocess.run(
+        [
+            "storescu",
+            "-aet",
+            SENDER,
+            "-aec",
+            called,
+            "127.0.0.1",
+            str(pipeline.port),
+            "+sd",
+            str(folder),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def ready_bytes(pipeline: Pipeline) -> int:
+    return sum(p.stat().st_size for p in (pipeline.spool / "ready").iterdir())
+
+
+def test_status_and_metrics_follow_a_live_run(pipeline: Pipeline, tmp_path: Path) -> None:
+    receive_metrics, work_metrics = free_port(), free_port()
+    pipeline.receive("--metrics-port", f"127.0.0.1:{receive_metrics}", "--receivers", "1")
+    wait_until(lambda: status_json(pipeline)[1]["receivers"], 20, "the receiver's heartbeat")
+    corpus = make_corpus(tmp_path / "corpus", OBJECTS)
+
+    # Workers stopped: the backlog and its age are what was sent.
+    sent_from = time.time()
+    storescu(pipeline, tmp_path / "corpus")
+    sent_until = time.time()
+    code, report = status_json(pipeline)
+    waited = time.time()
+    assert code == 5, report  # no live worker
+    assert [p["name"] for p in report["problems"]] == ["no-worker"]
+    assert report["ready"]["objects"] == OBJECTS
+    assert report["ready"]["bytes"] == ready_bytes(pipeline)
+    assert report["ready"]["bytes"] > sum(p.stat().st_size for p in corpus) * 0.9
+    age = report["ready"]["oldest_unfiled_age_s"]
+    assert waited - sent_until - 0.1 <= age <= waited - sent_from + 0.1
+    assert report["queue"]["depth"] >= 1
+    assert report["workers"] == []
+    assert len(report["receivers"]) == 1
+    assert report["filed_last_minute"] == 0
+    assert report["redis"]["reachable"] is True
+    assert report["archive"]["path"] == str(pipeline.archive)
+    assert report["spool_free_bytes"] > 0
+
+    table = status(pipeline)
+    assert table.returncode == 5
+    assert f"{OBJECTS} objects" in table.stdout
+    assert "UNHEALTHY (exit 5): no live worker" in table.stdout
+
+    subprocess.run(
+        ["echoscu", "-aec", "SOMEONE", "127.0.0.1", str(pipeline.port)], capture_output=True
+    )
+    received = scrape(receive_metrics)
+    assert received[f'pacs_ingest_received_objects_total{{calling_ae="{SENDER}"}}'] == OBJECTS
+    assert received[f'pacs_ingest_associations_accepted_total{{calling_ae="{SENDER}"}}'] == 1
+    rejected = 'pacs_ingest_associations_rejected_total{reason="called-ae-title-not-recognized"}'
+    assert received[rejected] == 1
+    assert received['pacs_ingest_store_latency_seconds_count{until="durable"}'] == OBJECTS
+    assert received['pacs_ingest_store_latency_seconds_count{until="answered"}'] == OBJECTS
+    spool_label = f'{{spool="{pipeline.spool}"}}'
+    assert received[f"pacs_ingest_ready_objects{spool_label}"] == OBJECTS
+    assert received[f"pacs_ingest_oldest_unfiled_age_seconds{spool_label}"] >= age
+    assert received['pacs_ingest_queue_depth{queue="pacs-ingest"}'] >= 1
+    assert received["pacs_ingest_redis_up"] == 1
+
+    # Workers started: the backlog drains and the filed counters move.
+    pipeline.work("--metrics-port", f"127.0.0.1:{work_metrics}", "--processes", "1")
+    wait_until(lambda: status_json(pipeline)[0] == 0, 60, "a healthy pipeline")
+    code, report = status_json(pipeline)
+    assert report["ready"] == {"objects": 0, "bytes": 0, "oldest_unfiled_age_s": None}
+    assert report["filed_last_minute"] == OBJECTS
+    assert len(report["workers"]) == 1
+    assert len(list(pipeline.archive.rglob("*.*"))) == OBJECTS
+    worked = scrape(work_metrics)
+    assert worked['pacs_ingest_filed_objects_total{outcome="filed"}'] == OBJECTS
+    assert worked["pacs_ingest_filing_latency_seconds_count"] == OBJECTS
+    assert worked[f"pacs_ingest_ready_objects{spool_label}"] == 0
+    assert worked['pacs_ingest_live_workers{queue="pacs-ingest"}'] == 1
+
+
+def test_status_exits_3_while_redis_is_stopped(tmp_path: Path, port: int) -> None:
+    server = RedisServer(server_binary(), tmp_path / "redis", persistent=False)
+    url = server.start()
+    pipeline = Pipeline(tmp_path, url, port)
+    try:
+        pipeline.receive("--receivers", "1")
+        pipeline.work("--processes", "1")
+        wait_until(lambda: status(pipeline).returncode == 0, 30, "a healthy pipeline")
+        server.stop()
+        down = status(pipeline, "--json")
+        report = json.loads(down.stdout)
+        assert down.returncode == 3, down.stdout
+        assert report["redis"]["reachable"] is False
+        assert report["problems"][0]["name"] == "redis-unreachable"
+        assert report["spool_free_bytes"] > 0  # what the file systems say is still said
+        table = status(pipeline)
+        assert table.returncode == 3
+        assert "UNREACHABLE" in table.stdout
+    finally:
+        pipeline.stop_all()
+        server.stop()
+
+
+def test_status_reads_neither_the_spool_backlog_nor_the_queue(
+    pipeline: Pipeline, redis_url: str
+) -> None:
+    """A backlog of 20,000 objects and 20,000 jobs: status answers fast, listing neither."""
+    ready = pipeline.spool / "ready"
+    ready.mkdir(parents=True)
+    (pipeline.spool / "incoming").mkdir()
+    for index in range(20_000):
+        (ready / f"{index:032x}.dcm").write_bytes(b"x")
+    connection = Redis.from_url(redis_url)
+    connection.rpush("rq:queue:pacs-ingest", *(f"job-{i}" for i in range(20_000)))
+    connection.config_resetstat()
+    trace = pipeline.tmp_path / "status.strace"
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat,open",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-m",
+            "pacs_ingest",
+            "status",
+            "--spool-dir",
+            str(pipeline.spool),
+            "--redis-url",
+            redis_url,
+            "--json",
+            "--expect",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    elapsed = time.monotonic() - started
+    report = json.loads(result.stdout)
+    assert report["queue"]["depth"] == 20_000
+    assert str(ready) not in trace.read_text()
+    commands = {
+        name.removeprefix("cmdstat_").partition("|")[0]
+        for name in connection.info("commandstats")
+        if name.startswith("cmdstat_")
+    }
+    reads = {"smembers", "hgetall", "mget", "hget", "llen", "zcard"}
+    assert commands <= {"client", "config", "hello", "ping", *reads}, commands
+    assert elapsed < 5, elapsed  # under strace, with Python's start-up; the reading itself:
+    untraced = time.monotonic()
+    status(pipeline, "--expect", "none")
+    assert time.monotonic() - untraced < 2
+
+
+def _objects(count: int, mtime: float) -> list[ReadyObject]:
+    return [ReadyObject(f"{mtime}-{i}", mtime + i * 0.001, 100) for i in range(count)]
+
+
+def test_a_recount_corrects_settled_buckets_and_leaves_filling_ones(redis_url: str) -> None:
+    connection = Redis.from_url(redis_url)
+    now = time.time()
+    old, recent = _objects(5, now - 10 * BUCKET_S), _objects(2, now)
+    with connection.pipeline() as pipe:
+        count_ready(pipe, "/spool", old + recent)
+        pipe.execute()
+    counts = read_counts(connection, "/spool", now=now)
+    assert (counts.ready_objects, counts.ready_bytes) == (7, 700)
+    assert counts.oldest_ready_at == pytest.approx(old[0].mtime)
+    assert counts.counted_at is None
+    # Two old objects left ready/ without being counted out (a worker killed in between); the
+    # listing does not see the recent ones, which the receivers' increments still own.
+    recount(connection, "/spool", old[2:], (4, 400), listed_at=now)
+    counts = read_counts(connection, "/spool", now=now)
+    assert (counts.ready_objects, counts.ready_bytes) == (5, 500)
+    assert counts.oldest_ready_at == pytest.approx(old[2].mtime)
+    assert (counts.failed_objects, counts.failed_bytes) == (4, 400)
+    assert counts.counted_at == pytest.approx(now)
+
+
+def test_a_metrics_port_in_use_stops_the_command_with_exit_2(redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pacs_ingest",
+                "work",
+                "--redis-url",
+                redis_url,
+                "--metrics-port",
+                f"127.0.0.1:{busy}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
+    assert result.returncode == 2
+    assert re.search(rf"cannot serve metrics on 127\.0\.0\.1:{busy}: ", result.stderr)
+
+
+@pytest.mark.parametrize("value", ["0", "70000", "host:", "nine"])
+def test_a_bad_metrics_port_exits_2(value: str, redis_url: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pacs_ingest",
+            "work",
+            "--redis-url",
+            redis_url,
+            "--metrics-port",
+            value,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "invalid metrics port" in result.stderr
