@@ -123,9 +123,12 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     source = spool.ready_path(name)
     try:
         stat = os.stat(source)  # what the spool's counts know it by (shared.spool_counts)
-        spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
+    except FileNotFoundError:
+        return Filed(name, None, "gone")
+    spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
+    try:
         placed = _place(source, root, filing, rng)
-    except (SourceGone, FileNotFoundError):
+    except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
