@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 from redis import Redis
 
 from benchmarks.corpus import make_corpus
@@ -21,6 +22,8 @@ from tests.helpers import ROOT, wait_until
 
 SENDER = "MODALITY1"
 OBJECTS = 20
+UNDATED = 3  # of them have an empty StudyDate: the pattern's date shift sends them to failed/
+PATTERN = "{StudyDate,date-P1D,yyyyMMdd}/{SOPInstanceUID}.dcm"
 
 
 def status(pipeline: Pipeline, *extra: str) -> subprocess.CompletedProcess:
@@ -86,9 +89,16 @@ def ready_bytes(pipeline: Pipeline) -> int:
 
 def test_status_and_metrics_follow_a_live_run(pipeline: Pipeline, tmp_path: Path) -> None:
     receive_metrics, work_metrics = free_port(), free_port()
-    pipeline.receive("--metrics-port", f"127.0.0.1:{receive_metrics}", "--receivers", "1")
+    pipeline.receive(
+        *("--metrics-port", f"127.0.0.1:{receive_metrics}", "--receivers", "1"),
+        *("--filepath", PATTERN),
+    )
     wait_until(lambda: status_json(pipeline)[1]["receivers"], 20, "the receiver's heartbeat")
-    corpus = make_corpus(tmp_path / "corpus", OBJECTS)
+
+    def undate(ds: Dataset, index: int) -> None:
+        ds.StudyDate = "" if index < UNDATED else "20240229"
+
+    corpus = make_corpus(tmp_path / "corpus", OBJECTS, customise=undate)
 
     # Workers stopped: the backlog and its age are what was sent.
     sent_from = time.time()
@@ -137,12 +147,34 @@ def test_status_and_metrics_follow_a_live_run(pipeline: Pipeline, tmp_path: Path
     wait_until(lambda: status_json(pipeline)[0] == 0, 60, "a healthy pipeline")
     code, report = status_json(pipeline)
     assert report["ready"] == {"objects": 0, "bytes": 0, "oldest_unfiled_age_s": None}
-    assert report["filed_last_minute"] == OBJECTS
+    assert report["filed_last_minute"] == OBJECTS - UNDATED
+    failed = list((pipeline.spool / "failed").glob("*.dcm"))
+    assert len(failed) == UNDATED
+    assert report["failed"] == {"objects": UNDATED, "bytes": sum(p.stat().st_size for p in failed)}
     assert len(report["workers"]) == 1
-    assert len(list(pipeline.archive.rglob("*.*"))) == OBJECTS
+    assert len(list(pipeline.archive.rglob("*.dcm"))) == OBJECTS - UNDATED
     worked = scrape(work_metrics)
-    assert worked['pacs_ingest_filed_objects_total{outcome="filed"}'] == OBJECTS
-    assert worked["pacs_ingest_filing_latency_seconds_count"] == OBJECTS
+    assert worked['pacs_ingest_filed_objects_total{outcome="filed"}'] == OBJECTS - UNDATED
+    assert worked['pacs_ingest_quarantined_objects_total{reason="cannot render"}'] == UNDATED
+    assert worked["pacs_ingest_filing_latency_seconds_count"] == OBJECTS - UNDATED
+    assert worked[f"pacs_ingest_spool_failed_objects{spool_label}"] == UNDATED
+
+    # Reprocessed with a pattern they can take, failed/ empties and they count as filed.
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pacs_ingest", "reprocess", "--failed"),
+            *("--spool-dir", str(pipeline.spool), "--directory", str(pipeline.archive)),
+            *("--filepath", "{SOPInstanceUID}.dcm", "--redis-url", pipeline.redis_url),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    wait_until(lambda: status_json(pipeline)[1]["filed_last_minute"] == OBJECTS, 60, "all filed")
+    report = status_json(pipeline)[1]
+    assert report["failed"] == {"objects": 0, "bytes": 0}
+    assert report["ready"]["objects"] == 0
     assert worked[f"pacs_ingest_ready_objects{spool_label}"] == 0
     assert worked['pacs_ingest_live_workers{queue="pacs-ingest"}'] == 1
 
