@@ -1,7 +1,9 @@
 """`pacs-ingest status` and /metrics during a live run: real storescu, Redis and processes."""
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -15,10 +17,14 @@ from redis import Redis
 
 from benchmarks.corpus import make_corpus
 from shared.embedded_redis import RedisServer, free_port, server_binary
-from shared.spool import ReadyObject
+from shared.heartbeat import HEARTBEAT_TTL_S
+from shared.jobs import Filing
+from shared.queue import ingest_queue
+from shared.spool import ReadyObject, Spool
 from shared.spool_counts import BUCKET_S, count_ready, read_counts, recount
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, wait_until
+from tests.helpers import ROOT, started_processes, wait_until
+from workers.recovery import sweep
 
 SENDER = "MODALITY1"
 OBJECTS = 20
@@ -329,3 +335,57 @@ def test_a_bad_metrics_port_exits_2(value: str, redis_url: str) -> None:
     )
     assert result.returncode == 2
     assert "invalid metrics port" in result.stderr
+
+
+def _pids(report: dict, role: str) -> set[int]:
+    return {process["pid"] for process in report[role]}
+
+
+def test_a_killed_worker_leaves_status_and_its_replacement_joins(pipeline: Pipeline) -> None:
+    pipeline.spool.mkdir()  # as mounted on a worker host
+    work = pipeline.work("--processes", "1")
+    wait_until(lambda: status_json(pipeline)[1]["workers"], 20, "the worker's heartbeat")
+    [(_, first)] = started_processes(work.log())
+    assert _pids(status_json(pipeline)[1], "workers") == {first}
+    os.kill(first, signal.SIGKILL)  # its parent restarts it; the dead one's key must expire
+    wait_until(
+        lambda: len(started_processes(work.log())) == 2, 20, "the replacement worker to start"
+    )
+    second = started_processes(work.log())[1][1]
+    wait_until(
+        lambda: _pids(status_json(pipeline)[1], "workers") == {second},
+        HEARTBEAT_TTL_S + 10,
+        "the killed worker's heartbeat to expire",
+    )
+
+
+def test_after_redis_lost_its_data_the_sweep_recounts_the_backlog(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    pipeline.receive("--receivers", "1")
+    make_corpus(tmp_path / "corpus", OBJECTS)
+    storescu(pipeline, tmp_path / "corpus")
+    assert status_json(pipeline)[1]["ready"]["objects"] == OBJECTS
+    connection = Redis.from_url(pipeline.redis_url)
+    connection.flushall()
+    report = status_json(pipeline)[1]
+    assert report["ready"]["objects"] == 0 and report["counted_at"] is None
+    # The objects have waited ten minutes by now; a sweep (as a worker runs it) recounts them.
+    waited_since = time.time() - 600
+    for path in (pipeline.spool / "ready").iterdir():
+        os.utime(path, (waited_since, waited_since))
+    sweep(
+        Spool(pipeline.spool),
+        Filing(str(pipeline.archive), None, 3, 50),
+        ingest_queue(connection),
+        now=time.time(),
+    )
+    wait_until(lambda: status_json(pipeline)[1]["receivers"], 10, "the receiver's next beat")
+    code, report = status_json(pipeline)
+    assert report["ready"]["objects"] == OBJECTS
+    assert report["ready"]["bytes"] == ready_bytes(pipeline)
+    assert 600 <= report["ready"]["oldest_unfiled_age_s"] < 630
+    assert report["counted_at"] is not None
+    assert [p["name"] for p in report["problems"]] == ["no-worker", "backlog-too-old"]
+    assert code == 5
+    assert status(pipeline, "--expect", "receivers").returncode == 6
