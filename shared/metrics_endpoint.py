@@ -144,7 +144,7 @@ def serving_metrics(
             raise ConfigError(
                 f"cannot serve metrics on {bind.host or '*'}:{bind.port}: {exc.strerror or exc}"
             ) from exc
-        log.event("metrics.serving", port=bind.port, host=bind.host or "*")
+        log.event("metrics.serving", port=bind.port, host=bind.host or "*", folder=folder)
         try:
             yield
         finally:

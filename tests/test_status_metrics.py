@@ -389,3 +389,22 @@ def test_after_redis_lost_its_data_the_sweep_recounts_the_backlog(
     assert [p["name"] for p in report["problems"]] == ["no-worker", "backlog-too-old"]
     assert code == 5
     assert status(pipeline, "--expect", "receivers").returncode == 6
+
+
+def test_up_serves_receivers_and_workers_on_one_endpoint_and_cleans_its_folder(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    metrics = free_port()
+    up = pipeline.up("--metrics-port", f"127.0.0.1:{metrics}", "--receivers", "2")
+    make_corpus(tmp_path / "corpus", 5)
+    storescu(pipeline, tmp_path / "corpus")
+    filed = 'pacs_ingest_filed_objects_total{outcome="filed"}'
+    wait_until(lambda: scrape(metrics).get(filed) == 5, 30, "5 filed")
+    samples = scrape(metrics)
+    assert samples[f'pacs_ingest_received_objects_total{{calling_ae="{SENDER}"}}'] == 5
+    assert samples[f'pacs_ingest_live_receivers{{spool="{pipeline.spool}"}}'] == 2
+    [serving] = [line for line in up.log().splitlines() if '"metrics.serving"' in line]
+    folder = Path(json.loads(serving)["folder"])
+    assert any(folder.glob("*.db"))
+    assert up.stop() == 0
+    assert not folder.exists()
