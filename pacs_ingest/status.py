@@ -111,7 +111,9 @@ def problems(snapshot: Snapshot, args: argparse.Namespace) -> list[Problem]:
         )
     else:
         if "receivers" in args.expect and not snapshot.receivers:
-            found.append(Problem(EXIT_NO_RECEIVER, "no-receiver", "no live receiver process"))
+            found.append(
+                Problem(EXIT_NO_RECEIVER, "no-receiver", f"no live receiver of {snapshot.spool}")
+            )
         if "workers" in args.expect and not snapshot.workers:
             found.append(
                 Problem(EXIT_NO_WORKER, "no-worker", f"no live worker on queue {snapshot.queue}")
@@ -143,12 +145,14 @@ def problems(snapshot: Snapshot, args: argparse.Namespace) -> list[Problem]:
 def _size(count: int | None) -> str:
     if count is None:
         return "unknown"
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+    if count < 1024:
+        return f"{count} B"
+    value = count / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{value:.1f} TiB"
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -408,3 +408,22 @@ def test_up_serves_receivers_and_workers_on_one_endpoint_and_cleans_its_folder(
     assert any(folder.glob("*.db"))
     assert up.stop() == 0
     assert not folder.exists()
+
+
+def test_status_exits_7_when_a_file_system_is_short_of_space(pipeline: Pipeline) -> None:
+    pipeline.spool.mkdir()
+    result = status(pipeline, "--json", "--expect", "none", "--min-free", "100000T")
+    report = json.loads(result.stdout)
+    assert result.returncode == 7
+    assert [p["name"] for p in report["problems"]] == ["low-space"]
+    assert "the spool has " in report["problems"][0]["message"]
+
+
+def test_status_never_prints_the_redis_password(pipeline: Pipeline) -> None:
+    pipeline.spool.mkdir()
+    pipeline.redis_url = pipeline.redis_url.replace("redis://", "redis://:hunter2@")
+    for extra in ((), ("--json",)):
+        result = status(pipeline, "--expect", "none", *extra)
+        assert result.returncode == 0, result.stdout  # the test server has no password set
+        assert "hunter2" not in result.stdout + result.stderr
+        assert ":***@" in result.stdout
