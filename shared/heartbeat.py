@@ -22,6 +22,7 @@ from shared import log
 HEARTBEATS_KEY = "pacs-ingest:heartbeats"
 HEARTBEAT_TTL_S = 15
 _BEAT_EVERY_S = 5
+_STOP_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,12 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop beating and remove the key, without holding up a shutdown: while Redis is
+        unreachable (or a beat is stuck on it) the key is left to expire."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(_STOP_WAIT_S)
+        if self._failing or self._thread.is_alive():
+            return
         try:
             with self._connection.pipeline() as pipe:
                 pipe.delete(self.beat.key).srem(HEARTBEATS_KEY, self.beat.key).execute()

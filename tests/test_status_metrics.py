@@ -17,7 +17,7 @@ from redis import Redis
 
 from benchmarks.corpus import make_corpus
 from shared.embedded_redis import RedisServer, free_port, server_binary
-from shared.heartbeat import HEARTBEAT_TTL_S
+from shared.heartbeat import HEARTBEAT_TTL_S, HEARTBEATS_KEY
 from shared.jobs import Filing
 from shared.queue import ingest_queue
 from shared.spool import ReadyObject, Spool
@@ -408,6 +408,7 @@ def test_up_serves_receivers_and_workers_on_one_endpoint_and_cleans_its_folder(
     assert any(folder.glob("*.db"))
     assert up.stop() == 0
     assert not folder.exists()
+    assert Redis.from_url(pipeline.redis_url).smembers(HEARTBEATS_KEY) == set()  # stopped cleanly
 
 
 def test_status_exits_7_when_a_file_system_is_short_of_space(pipeline: Pipeline) -> None:
