@@ -33,7 +33,7 @@ def _measure() -> None:
             SimpleNamespace(received_at=now, calling_ae_title=f"AE{i % 2}", size=8192)
             for i in range(size)
         ]
-        done = [SimpleNamespace(outcome="filed", attempts=1) for _ in range(size)]
+        done = [SimpleNamespace(outcome="filed") for _ in range(size)]
         spooled = [ReadyObject(str(i), time.time(), 8192) for i in range(size)]
         rounds = _ROUNDS_OBJECTS // size
         started = time.process_time()

@@ -50,7 +50,6 @@ class Filed:
     target: Path | None  # None: quarantined, or already gone
     outcome: str  # "filed", "duplicate" (dropped by policy), "quarantined" or "gone"
     spooled: ReadyObject | None = None  # as it was in ready/; None: gone
-    attempts: int = 0
 
 
 @lru_cache(maxsize=64)
@@ -139,7 +138,7 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     log.event(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
-    return Filed(name, placed.path, placed.outcome, spooled, placed.attempts)
+    return Filed(name, placed.path, placed.outcome, spooled)
 
 
 def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
