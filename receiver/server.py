@@ -85,7 +85,7 @@ class Receiver:
                 count_ready(pipe, str(self.spool), objects)
                 pipe.execute()
 
-        self.committer = GroupCommit(self.spool, enqueue)
+        self.committer = GroupCommit(self.spool, enqueue, wait_for_queue=settings.require_queue)
         policy = StorePolicy(
             settings.status,
             settings.ignore,
