@@ -1,9 +1,10 @@
 """`pacs-ingest up | receive | work | reprocess | status | render`: parse options, start the
 parts, map failures to exit codes.
 
-Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time, 2
-for bad options or an unusable configuration (bad pattern, port in use, unreadable key store),
-with a one-line `pacs-ingest: <message>` and a hint on stderr.
+Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time
+(the embedded server keeps dying), 2 for bad options or an unusable configuration (bad pattern,
+port in use, unreadable key store, a spool another `up` runs), with a one-line
+`pacs-ingest: <message>` on stderr (and a hint, for 2).
 """
 
 import argparse
@@ -11,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from redis import Redis
 
@@ -34,13 +34,17 @@ from shared.options import (
     parse_args,
     positive,
 )
-from shared.processes import EXIT_CONFIG, StopSignal, stop_all, supervise
+from shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supervise
+from shared.queue import redacted
+from shared.redis_home import RedisHome, find_redis_url
+from shared.server_watch import ServerFailed, ServerWatch
 from workers.main import ROWS as WORKER_ROWS
 from workers.main import WorkerSettings, start_workers, work
 from workers.reprocess import ROWS as REPROCESS_ROWS
 from workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
+EXIT_FAILED = 1
 _STOP_TIMEOUT_S = 13.5
 
 UP_WORKERS = Option(
@@ -63,31 +67,51 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def _embedded_server(spool_dir: str) -> ServerWatch:
+    """Claim <spool-dir>/redis and start its server on a Unix socket, with its password."""
+    home = RedisHome(spool_dir)
+    lock = home.claim()  # kept open (and inherited by the server) until we exit
+    server = RedisServer(
+        valkey_binary(),
+        home.path,
+        persistent=True,
+        unix_socket=home.socket,
+        password=home.password(),
+        keep_fds=(lock,),
+    )
+    watch = ServerWatch(server, home)
+    watch.start()
+    return watch
+
+
 def _up(args: argparse.Namespace) -> int:
-    embedded = None
-    if args.redis_url is None:
-        embedded = RedisServer(valkey_binary(), Path(args.spool_dir, "redis"), persistent=True)
-        args.redis_url = embedded.start()
-        log.event("redis.embedded", url=args.redis_url, data=str(embedded.data_dir))
-    try:
-        spool = os.path.abspath(args.spool_dir)
-        with serving_metrics(args.metrics_port, args.redis_url, args.queue, lambda _: [spool]):
-            return _run_up(args)
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-def _run_up(args: argparse.Namespace) -> int:
     stop = StopSignal().install()
+    watch = None
+    if args.redis_url is None:
+        watch = _embedded_server(args.spool_dir)
+        args.redis_url = watch.url
+    spool = os.path.abspath(args.spool_dir)
+    try:
+        with serving_metrics(args.metrics_port, args.redis_url, args.queue, lambda _: [spool]):
+            return _run_up(args, stop, watch)
+    finally:
+        if watch is not None:
+            watch.stop()
+
+
+def _run_up(args: argparse.Namespace, stop: StopSignal, watch: ServerWatch | None) -> int:
     groups = []
     try:
         receivers, sweeps = start_receivers(ReceiverSettings.from_args(args))
         groups.append(receivers)
         try:
             groups.append(start_workers(WorkerSettings.from_args(args, args.workers)))
-            log.event("up", port=args.bind.port, redis=args.redis_url)
-            return supervise(groups, stop)
+            log.event("up", port=args.bind.port, redis=redacted(args.redis_url))
+            parts: list[Supervised] = [*groups, *([watch] if watch else [])]
+            return supervise(parts, stop)
+        except ServerFailed as exc:
+            print(f"{PROG}: {exc}; stopping", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             sweeps.stop()
     finally:
@@ -102,6 +126,7 @@ def _receive(args: argparse.Namespace) -> int:
 
 
 def _work(args: argparse.Namespace) -> int:
+    args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
     settings = WorkerSettings.from_args(args, args.processes)
 
     def spools(connection: Redis) -> list[str]:
@@ -111,13 +136,45 @@ def _work(args: argparse.Namespace) -> int:
         return work(settings)
 
 
+def _status(args: argparse.Namespace) -> int:
+    args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
+    return status.status(args)
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    return reprocess(
+        ReprocessSettings(
+            spool_dir=args.spool_dir,
+            filing=filing_from_args(args),
+            failed=args.failed,
+            imports=tuple(getattr(args, "import")),
+            watch=tuple(args.watch),
+            move=args.move,
+            redis_url=find_redis_url(args.redis_url, args.spool_dir),
+            queue=args.queue,
+        )
+    )
+
+
+_UP_REDIS_URL_ROW = replace(
+    REDIS_URL_ROW, help=f"{REDIS_URL_ROW.help}; default: an embedded server of our own"
+)
+# work and reprocess find up's embedded server from --spool-dir when given no URL.
+_FOUND_REDIS_URL_ROW = replace(
+    REDIS_URL_ROW,
+    help=f"{REDIS_URL_ROW.help}; default: the embedded server of the `up` on --spool-dir",
+)
+
+
 COMMANDS = {
     "up": Command(
         f"{PROG} up [options] {_BIND} --spool-dir path",
         "Everything on one host: receivers, workers and (without --redis-url or REDIS_URL) an "
-        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis. Options are "
-        "those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
+        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis, on a Unix "
+        "socket with a password; its URL is in <spool-dir>/redis/url, for `work`, `reprocess` "
+        "and rq's tools. Options are those of dcm4che's storescp, plus the queue and process "
+        "options.",
+        (*RECEIVER_ROWS, UP_WORKERS, _UP_REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
         _up,
     ),
     "receive": Command(
@@ -128,41 +185,30 @@ COMMANDS = {
         _receive,
     ),
     "work": Command(
-        f"{PROG} work [options] --redis-url url",
+        f"{PROG} work [options] (--redis-url url | --spool-dir path)",
         "Worker processes only: file spooled objects; any number of hosts may run workers on "
         "one queue.",
-        (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), METRICS_PORT_ROW, *COMMON_ROWS),
+        (*WORKER_ROWS, _FOUND_REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
         _work,
     ),
     "reprocess": Command(
         f"{PROG} reprocess [--failed] [--import path...] [--watch dir...] --spool-dir path "
-        "--redis-url url",
+        "[--redis-url url]",
         "File objects again: those in the spool's failed/, DICOM files from any folder tree, "
         "or a hot folder. They are filed with the storage options given here.",
-        (*REPROCESS_ROWS, *FILING_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
-        lambda args: reprocess(
-            ReprocessSettings(
-                spool_dir=args.spool_dir,
-                filing=filing_from_args(args),
-                failed=args.failed,
-                imports=tuple(getattr(args, "import")),
-                watch=tuple(args.watch),
-                move=args.move,
-                redis_url=args.redis_url,
-                queue=args.queue,
-            )
-        ),
+        (*REPROCESS_ROWS, *FILING_ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        _reprocess,
     ),
     "status": Command(
-        f"{PROG} status --spool-dir path --redis-url url [--json]",
+        f"{PROG} status --spool-dir path [--redis-url url] [--json]",
         "Report on one spool's pipeline: queue depth and jobs in progress, live receiver and "
         "worker processes (host and pid), objects and bytes in incoming/, ready/ and failed/, "
         "the age of the oldest object not yet filed, objects filed in the last minute, free "
         "space of the spool and archive file systems, and whether Redis answers. It reads "
         "counters and heartbeats kept in Redis (never the queue or the backlog), so it answers "
         "at once; usable as a health check. " + status.EXIT_CODES_HELP,
-        status.ROWS,
-        status.status,
+        (*status.ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        _status,
     ),
 }
 
@@ -220,5 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(name, command, argv[1:])
     except (StartupError, EmbeddedRedisError) as exc:
         return _fail(str(exc), f"{PROG} {name}")
+
     except KeyboardInterrupt:
         return 0

@@ -8,26 +8,23 @@ wrong first, for health checks and monitoring scripts.
 import argparse
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from shared.health import Snapshot, take_snapshot
 from shared.heartbeat import Beat
 from shared.options import (
-    COMMON_ROWS,
-    REDIS_URL_ROW,
     ConfigError,
     Option,
     byte_size,
     dicom_int,
     non_negative,
 )
-from shared.queue import connect
+from shared.queue import connect, redacted
 from shared.spool import Spool
 
 EXIT_HEALTHY = 0
@@ -90,8 +87,6 @@ ROWS = (
         kind="multi",
         metavar="role",
     ),
-    replace(REDIS_URL_ROW, required=True),
-    *COMMON_ROWS,
 )
 
 
@@ -161,18 +156,6 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
-def safe_url(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 def _process(beat: Beat) -> dict[str, Any]:
     return {"host": beat.host, "pid": beat.pid, "started_at": _iso(beat.started_at)}
 
@@ -188,7 +171,7 @@ def as_json(snapshot: Snapshot, found: list[Problem], redis_url: str) -> dict[st
             {"name": p.name, "exit_code": p.exit_code, "message": p.message} for p in found
         ],
         "redis": {
-            "url": safe_url(redis_url),
+            "url": redacted(redis_url),
             "reachable": snapshot.redis_error is None,
             "error": snapshot.redis_error,
         },
@@ -237,7 +220,7 @@ def as_table(snapshot: Snapshot, found: list[Problem], redis_url: str) -> str:
         (
             "redis",
             f"{'reachable' if snapshot.redis_error is None else 'UNREACHABLE'} "
-            f"({safe_url(redis_url)})",
+            f"({redacted(redis_url)})",
         ),
     ]
     if counts is None:

@@ -1,5 +1,7 @@
 """The Redis connection and the rq queue that receivers and workers share."""
 
+import re
+
 from redis import Redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
@@ -7,6 +9,8 @@ from rq.registry import StartedJobRegistry
 from shared.jobs import OrjsonSerializer
 
 DEFAULT_QUEUE = "pacs-ingest"
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@?]*?):[^/@?]*@")
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&]*")
 
 # Short socket timeouts: a receiver waits on Redis before it answers a C-STORE, and must answer
 # within a DICOM peer's patience even when Redis is gone (the spool already holds the object).
@@ -17,19 +21,26 @@ def connect(url: str, *, blocking: bool = False) -> Redis:
     """A client for `url` (redis://, rediss:// or unix://); connects lazily, on first use.
 
     `blocking` clients (workers waiting on the queue) have no read timeout, since rq's blocking
-    pop waits for minutes; TCP keep-alive still notices a dead server.
+    pop waits for minutes; TCP keep-alive still notices a dead server (a Unix socket's peer
+    closing is seen at once).
     """
+    tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     return Redis.from_url(
         url,
         socket_timeout=None if blocking else _SOCKET_TIMEOUT_S,
         socket_connect_timeout=_SOCKET_TIMEOUT_S,
-        socket_keepalive=True,
         health_check_interval=30,
+        **tcp,
     )
 
 
 def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
     return Queue(name, connection=connection, serializer=OrjsonSerializer)
+
+
+def redacted(url: str) -> str:
+    """`url` fit for a log line: any password in it replaced by ***."""
+    return _QUERY_PASSWORD.sub("***", _URL_PASSWORD.sub(r"\1:***@", url))
 
 
 def queue_depth(connection: Redis, name: str = DEFAULT_QUEUE) -> int:

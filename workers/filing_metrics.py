@@ -21,7 +21,7 @@ def batch_done(done: list[Outcome], filed: list[ReadyObject], now: float) -> Non
     outcomes: dict[str, int] = {}
     for result in done:
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
-    for outcome in ("filed", "duplicate"):
+    for outcome in ("filed", "overwritten", "duplicate"):
         if count := outcomes.get(outcome):
             OBJECTS_FILED.labels(outcome).inc(count)
     for spooled in filed:

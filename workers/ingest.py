@@ -32,7 +32,7 @@ from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
-from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
+from workers.place import TRANSIENT_ERRNOS, Placed, Settlement, SourceGone, place
 
 # A running job takes up to this many waiting jobs at a time, for this many rounds, before it
 # returns to rq (which then checks for a stop request and records the job).
@@ -48,7 +48,7 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    outcome: str  # "filed", "duplicate" (dropped by policy), "quarantined" or "gone"
+    outcome: str  # "filed", "overwritten", "duplicate" (dropped), "quarantined" or "gone"
     spooled: ReadyObject | None = None  # as it was in ready/; None: gone
 
 
@@ -102,7 +102,9 @@ def _reason(error: Exception) -> str:
     return next(reason for kind, reason in _REASONS if isinstance(error, kind))
 
 
-def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Placed:
+def _place(
+    source: Path, root: Path, filing: Filing, rng: random.Random, settlement: Settlement | None
+) -> Placed:
     try:
         fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
     except FileNotFoundError:
@@ -111,11 +113,18 @@ def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Plac
         meta = part10.read_file_meta(fp)
         rendered = _render(fp, meta, filing, rng)
     target = root / relative_path(rendered, root_length=len(str(root).encode()))
-    return place(source, target, filing, rng=rng)
+    return place(source, target, filing, rng=rng, settlement=settlement)
 
 
-def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
-    """File one spooled object; raise StorageUnavailable to leave it (and the rest) for later."""
+def file_object(
+    spool: Spool,
+    name: str,
+    filing: Filing,
+    rng: random.Random,
+    settlement: Settlement | None = None,
+) -> Filed:
+    """File one spooled object, durable on return or, given a `settlement`, once that is
+    finished; raise StorageUnavailable to leave it (and the rest) for later."""
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
@@ -126,7 +135,7 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
         return Filed(name, None, "gone")
     spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
     try:
-        placed = _place(source, root, filing, rng)
+        placed = _place(source, root, filing, rng, settlement)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
@@ -141,24 +150,36 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     return Filed(name, placed.path, placed.outcome, spooled)
 
 
-def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
-    """File the job's objects; on a storage failure leave the rest in ready/ and hold the spool."""
-    if on_hold(connection, job.spool):
-        return
-    spool = Spool(job.spool)
-    done: list[Filed] = []
+def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) -> None:
+    """File the objects of `jobs`, made durable together; on a storage failure leave the rest
+    of that spool's objects in ready/ and hold the spool."""
+    settlement = Settlement()
+    done: dict[str, list[Filed]] = {}
+    for job in jobs:
+        if on_hold(connection, job.spool):
+            continue
+        spool = Spool(job.spool)
+        results = done.setdefault(job.spool, [])
+        try:
+            for name in job.names:
+                results.append(file_object(spool, name, job.filing, rng, settlement))
+        except StorageUnavailable as exc:
+            hold(connection, job.spool, str(exc))
     try:
-        for name in job.names:
-            done.append(file_object(spool, name, job.filing, rng))
-    except StorageUnavailable as exc:
-        hold(connection, job.spool, str(exc))
-    finally:
-        if done:
-            _untrack(connection, job.spool, done, now=time.time())
+        settlement.finish()
+    except OSError as exc:  # nothing of the round was removed from ready/: filed again later
+        for spool_dir in done:
+            hold(connection, spool_dir, f"archive: {exc.strerror or exc}")
+        return
+    now = time.time()
+    for spool_dir, results in done.items():
+        if results:
+            _untrack(connection, spool_dir, results, now=now)
 
 
 def _untrack(connection: Redis, spool: str, done: list[Filed], *, now: float) -> None:
-    """One round trip per batch: the objects are no longer tracked, nor counted in ready/."""
+    """One round trip per spool and round: the objects are no longer tracked, nor counted in
+    ready/."""
     filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
     failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
     with connection.pipeline(transaction=False) as pipe:
@@ -176,10 +197,8 @@ def ingest_job(payload: dict[str, Any]) -> None:
     rng = random.Random()
     pending = [IngestJob.decode(payload)]
     for _ in range(_BACKLOG_ROUNDS):
-        for job in pending:
-            _file_all(job, rq_job.connection, rng)
+        _file_round(pending, rq_job.connection, rng)
         pending = take_waiting(rq_queue, rq_job.id, _BACKLOG_JOBS_PER_ROUND)
         if not pending:
             return
-    for job in pending:
-        _file_all(job, rq_job.connection, rng)
+    _file_round(pending, rq_job.connection, rng)
