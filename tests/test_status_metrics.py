@@ -23,7 +23,7 @@ from shared.queue import ingest_queue
 from shared.spool import ReadyObject, Spool
 from shared.spool_counts import BUCKET_S, count_ready, read_counts, recount
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, started_processes, wait_until
+from tests.helpers import ROOT, started_processes, wait_for_port, wait_until
 from workers.recovery import sweep
 
 SENDER = "MODALITY1"
@@ -428,3 +428,28 @@ def test_status_never_prints_the_redis_password(pipeline: Pipeline) -> None:
         assert result.returncode == 0, result.stdout  # the test server has no password set
         assert "hunter2" not in result.stdout + result.stderr
         assert ":***@" in result.stdout
+
+
+def test_status_finds_the_embedded_server_of_up_from_the_spool_alone(pipeline: Pipeline) -> None:
+    pipeline.run(
+        *("up", "-b", f"INGEST:{pipeline.port}", "--directory", str(pipeline.archive)),
+        *("--spool-dir", str(pipeline.spool)),
+        log_name="up.log",
+    )
+    wait_for_port(pipeline.port)
+    password = (pipeline.spool / "redis" / "password").read_text().strip()
+
+    def spool_status() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pacs_ingest", "status", "--spool-dir", str(pipeline.spool)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        )
+
+    wait_until(lambda: spool_status().returncode == 0, 30, "a healthy pipeline")
+    result = spool_status()
+    assert "redis         reachable (unix://" in result.stdout
+    assert password not in result.stdout + result.stderr
