@@ -189,11 +189,16 @@ def test_status_exits_3_while_redis_is_stopped(tmp_path: Path, port: int) -> Non
     server = RedisServer(server_binary(), tmp_path / "redis", persistent=False)
     url = server.start()
     pipeline = Pipeline(tmp_path, url, port)
+    metrics = free_port()
     try:
-        pipeline.receive("--receivers", "1")
+        pipeline.receive("--receivers", "1", "--metrics-port", f"127.0.0.1:{metrics}")
         pipeline.work("--processes", "1")
         wait_until(lambda: status(pipeline).returncode == 0, 30, "a healthy pipeline")
+        assert scrape(metrics)["pacs_ingest_redis_up"] == 1
         server.stop()
+        samples = scrape(metrics)  # still served, saying so
+        assert samples["pacs_ingest_redis_up"] == 0
+        assert samples[f'pacs_ingest_spool_free_bytes{{spool="{pipeline.spool}"}}'] > 0
         down = status(pipeline, "--json")
         report = json.loads(down.stdout)
         assert down.returncode == 3, down.stdout
