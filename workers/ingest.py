@@ -7,6 +7,7 @@ missing) leave the object in ready/ and put its spool on hold (workers.backoff);
 sweep enqueues it again once the hold is over.
 """
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from rq import get_current_job
 
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
+from shared.metrics import OBJECTS_QUARANTINED
 from shared.pattern import Pattern, PatternError, RenderError
 from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
+from shared.spool_counts import count_leaving
+from workers import filing_metrics
 from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
@@ -45,6 +49,7 @@ class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
     outcome: str  # "filed", "overwritten", "duplicate" (dropped), "quarantined" or "gone"
+    spooled: ReadyObject | None = None  # as it was in ready/; None: gone
 
 
 @lru_cache(maxsize=64)
@@ -62,7 +67,8 @@ def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) 
     return pattern.render(header, now=datetime.now(), rng=rng)
 
 
-def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
+def _quarantine(spool: Spool, spooled: ReadyObject, reason: str, error: BaseException) -> Filed:
+    name = spooled.name
     spool.quarantine(
         name,
         {
@@ -74,7 +80,8 @@ def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> F
         },
     )
     log.warning("ingest.quarantined", name=name, reason=reason, error=str(error))
-    return Filed(name, None, "quarantined")
+    OBJECTS_QUARANTINED.labels(reason).inc()
+    return Filed(name, None, "quarantined", spooled)
 
 
 # Errors that say "this object cannot be filed" (as opposed to "the storage is unwell"), and the
@@ -121,36 +128,41 @@ def file_object(
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
+    source = spool.ready_path(name)
     try:
-        placed = _place(spool.ready_path(name), root, filing, rng, settlement)
+        stat = os.stat(source)  # what the spool's counts know it by (shared.spool_counts)
+    except FileNotFoundError:
+        return Filed(name, None, "gone")
+    spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
+    try:
+        placed = _place(source, root, filing, rng, settlement)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
-        return _quarantine(spool, name, "cannot place", exc)
+        return _quarantine(spool, spooled, "cannot place", exc)
     except _QUARANTINABLE as exc:
-        return _quarantine(spool, name, _reason(exc), exc)
+        return _quarantine(spool, spooled, _reason(exc), exc)
     log.event(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
-    return Filed(name, placed.path, placed.outcome)
+    return Filed(name, placed.path, placed.outcome, spooled)
 
 
 def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) -> None:
     """File the objects of `jobs`, made durable together; on a storage failure leave the rest
     of that spool's objects in ready/ and hold the spool."""
     settlement = Settlement()
-    done: dict[str, list[str]] = {}
+    done: dict[str, list[Filed]] = {}
     for job in jobs:
         if on_hold(connection, job.spool):
             continue
         spool = Spool(job.spool)
-        names = done.setdefault(job.spool, [])
+        results = done.setdefault(job.spool, [])
         try:
             for name in job.names:
-                file_object(spool, name, job.filing, rng, settlement)
-                names.append(name)
+                results.append(file_object(spool, name, job.filing, rng, settlement))
         except StorageUnavailable as exc:
             hold(connection, job.spool, str(exc))
     try:
@@ -159,9 +171,22 @@ def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) ->
         for spool_dir in done:
             hold(connection, spool_dir, f"archive: {exc.strerror or exc}")
         return
-    for spool_dir, names in done.items():
-        if names:
-            connection.hdel(tracked_key(spool_dir), *names)
+    now = time.time()
+    for spool_dir, results in done.items():
+        if results:
+            _untrack(connection, spool_dir, results, now=now)
+
+
+def _untrack(connection: Redis, spool: str, done: list[Filed], *, now: float) -> None:
+    """One round trip per spool and round: the objects are no longer tracked, nor counted in
+    ready/."""
+    filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
+    failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hdel(tracked_key(spool), *(f.name for f in done))
+        count_leaving(pipe, spool, filed, failed, now=now)
+        pipe.execute()
+    filing_metrics.batch_done(done, filed, now)
 
 
 def ingest_job(payload: dict[str, Any]) -> None:
