@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from receiver import store_metrics
 from receiver.store import PartFile
 from shared import log
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery finds them
@@ -63,6 +64,7 @@ def _answer(stores: list[_Store], commits: list[Commit]) -> None:
     for store, commit in zip(stores, commits, strict=True):
         if not store.future.done():
             store.future.set_result(commit)
+    store_metrics.answered([store.part for store in stores], time.monotonic())
 
 
 def _answer_all(stores: list[_Store], commit: Commit) -> None:
@@ -71,15 +73,16 @@ def _answer_all(stores: list[_Store], commit: Commit) -> None:
 
 
 class GroupCommit:
-    """The group commit of one receiver process into one lane. `enqueue(refs)` pushes refs onto
-    the lane in one round trip (raising RedisError if it cannot); with `wait_for_queue`
-    (--require-queue) stores are answered only after it."""
+    """The group commit of one receiver process into one lane. `enqueue(objects)` pushes their
+    refs onto the lane, and adds them to the spool's counts, in one round trip (raising
+    RedisError if it cannot); with `wait_for_queue` (--require-queue) stores are answered only
+    after it."""
 
     def __init__(
         self,
         spool: Spool,
         lane: str,
-        enqueue: Callable[[list[str]], None],
+        enqueue: Callable[[list[ReadyObject]], None],
         *,
         wait_for_queue: bool,
     ) -> None:
@@ -89,14 +92,14 @@ class GroupCommit:
         self._wait_for_queue = wait_for_queue
         self._pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
         self._lock = threading.Lock()
-        # In ready/ (with its ref), waiting for its flush; under _lock.
-        self._renamed: list[tuple[_Store, str]] = []
+        # In ready/ (as it is there), waiting for its flush; under _lock.
+        self._renamed: list[tuple[_Store, ReadyObject]] = []
         self._flushing = False  # a pool thread is flushing ready/; under _lock
-        # Refs (and, with wait_for_queue, the stores to answer after them); None stops.
-        self._to_enqueue: queue.SimpleQueue[tuple[list[str], list[_Store]] | None] = (
+        # Objects (and, with wait_for_queue, the stores to answer after them); None stops.
+        self._to_enqueue: queue.SimpleQueue[tuple[list[ReadyObject], list[_Store]] | None] = (
             queue.SimpleQueue()
         )
-        self._unqueued: list[str] = []  # enqueuer only
+        self._unqueued: list[ReadyObject] = []  # enqueuer only
         self._redis_down_until = 0.0  # enqueuer only
         self._enqueuer = threading.Thread(target=self._run_enqueuer, name="enqueuer", daemon=True)
         self._enqueuer.start()
@@ -104,6 +107,7 @@ class GroupCommit:
     def commit(self, part: PartFile) -> "asyncio.Future[Commit]":
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
+        part.received_at = time.monotonic()
         store = _Store(part, loop, loop.create_future())
         self._pool.submit(self._make_durable, store)
         return store.future
@@ -123,7 +127,7 @@ class GroupCommit:
 
     def _make_durable(self, store: _Store) -> None:
         try:
-            ref = store.part.make_durable(self._spool, self._lane, now=time.time())
+            spooled = store.part.make_durable(self._spool, self._lane, now=time.time())
         except OSError as exc:
             store.part.discard()
             _answer_all([store], Commit(False, None, f"cannot spool: {exc.strerror or exc}"))
@@ -134,7 +138,7 @@ class GroupCommit:
             _answer_all([store], Commit(False, None, f"commit failed: {exc!r}"))
             return
         with self._lock:
-            self._renamed.append((store, ref))
+            self._renamed.append((store, spooled))
             if self._flushing:
                 return  # the thread flushing now makes the next flush for this store too
             self._flushing = True
@@ -149,7 +153,8 @@ class GroupCommit:
                     self._flushing = False
                     return
             lap = [store for store, _ in renamed]
-            refs = [ref for _, ref in renamed]
+            objects = [spooled for _, spooled in renamed]
+            refs = [spooled.ref for spooled in objects]
             try:
                 self._spool.sync_ready(refs)
             except OSError as exc:
@@ -157,11 +162,12 @@ class GroupCommit:
                 _answer_all(lap, Commit(False, None, f"spool flush failed: {exc.strerror or exc}"))
                 self._give_up(refs)  # in ready/ all the same, perhaps: recovery looks
                 continue
+            store_metrics.durable([store.part for store in lap], time.monotonic())
             if self._wait_for_queue:
-                self._to_enqueue.put((refs, lap))
+                self._to_enqueue.put((objects, lap))
             else:
                 _answer_all(lap, Commit(True, None))
-                self._to_enqueue.put((refs, []))
+                self._to_enqueue.put((objects, []))
 
     # -- the enqueuer thread -------------------------------------------------------------------
 
@@ -173,21 +179,21 @@ class GroupCommit:
                 batches.append(self._to_enqueue.get())
             stopping = None in batches
             handed = [batch for batch in batches if batch is not None]
-            names = [name for batch_names, _ in handed for name in batch_names]
+            objects = [item for batch_objects, _ in handed for item in batch_objects]
             stores = [store for _, batch_stores in handed for store in batch_stores]
             try:
-                enqueued = self._enqueue_names(names)
+                enqueued = self._enqueue_objects(objects)
             except Exception as exc:  # the enqueuer must outlive any one round trip
                 log.error("commit.enqueue_crashed", error=repr(exc))
                 enqueued = False
             _answer_all(stores, Commit(True, enqueued))
 
-    def _enqueue_names(self, names: list[str]) -> bool:
-        """Push `names` (refs) and any kept earlier; True if Redis took them."""
+    def _enqueue_objects(self, objects: list[ReadyObject]) -> bool:
+        """Push `objects` and any kept earlier; True if Redis took them."""
         if time.monotonic() < self._redis_down_until:
-            self._keep_unqueued(names)
+            self._keep_unqueued(objects)
             return False
-        pending = self._unqueued + names
+        pending = self._unqueued + objects
         if not pending:
             self._spool.settled([], now=time.time())  # an idle tick: let old buckets go
             return True
@@ -204,14 +210,16 @@ class GroupCommit:
         if self._unqueued:
             log.event("queue.enqueued_late", objects=len(self._unqueued))
         self._unqueued = []
-        self._spool.settled(pending, now=time.time())
+        self._spool.settled([item.ref for item in pending], now=time.time())
         return True
 
-    def _keep_unqueued(self, refs: list[str]) -> None:
-        """Keep refs Redis did not take, after marking their buckets for recovery."""
+    def _keep_unqueued(self, objects: list[ReadyObject]) -> None:
+        """Keep objects Redis did not take, after marking their buckets for recovery."""
         room = _MAX_UNQUEUED - len(self._unqueued)
-        self._unqueued += refs[:room]
-        self._give_up(refs[room:], marked=refs[:room])
+        self._unqueued += objects[:room]
+        self._give_up(
+            [item.ref for item in objects[room:]], marked=[item.ref for item in objects[:room]]
+        )
 
     def _give_up(self, refs: list[str], *, marked: Sequence[str] = ()) -> None:
         """Leave `refs` to recovery (and mark the buckets of `marked` too, for it to look)."""

@@ -24,10 +24,11 @@ from receiver.options import ReceiverSettings
 from receiver.pressure import Pressure
 from receiver.service import Storage, StorePolicy
 from shared import __version__, log
+from shared.heartbeat import Heartbeat
 from shared.jobs import DrainJob
 from shared.lane import lane_id, open_lane, push
 from shared.queue import connect, ingest_queue
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 
 IMPLEMENTATION_CLASS_UID = "2.25.36703735256449800250220714501275083266"
 IMPLEMENTATION_VERSION_NAME = f"PACSINGEST_{__version__}"[:16]
@@ -84,8 +85,9 @@ class Receiver:
         )
         drain = DrainJob(str(self.spool), lane)
 
-        def enqueue(refs: list[str]) -> None:
-            push(rq_queue, drain, [ref.partition("/")[2] for ref in refs], now=time.time())
+        def enqueue(objects: list[ReadyObject]) -> None:
+            refs = [item.ref.partition("/")[2] for item in objects]
+            push(rq_queue, drain, refs, now=time.time(), counted=objects)
 
         self.committer = GroupCommit(
             self.spool, lane, enqueue, wait_for_queue=settings.require_queue
@@ -99,6 +101,9 @@ class Receiver:
         )
         self.registry = Registry(Storage(self.spool, self.committer, policy))
         self.rules = association_rules(settings, self.pressure)
+        self.heartbeat = Heartbeat(
+            connect(settings.redis_url), "receiver", spool=str(self.spool), queue=settings.queue
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- accepting -----------------------------------------------------------------------------
@@ -163,6 +168,7 @@ class Receiver:
             self._loop.add_signal_handler(signum, stop.set)
         self._listen_socket.setblocking(False)
         retry = self._loop.create_task(self._retry_unqueued())
+        self.heartbeat.start()
         self._start_accepting()
         log.event("receiver.started", port=self._settings.bind.port, spool=str(self.spool))
         await stop.wait()
@@ -171,6 +177,7 @@ class Receiver:
         unfinished = await self._drain()
         retry.cancel()
         await asyncio.to_thread(self.committer.close)
+        await asyncio.to_thread(self.heartbeat.stop)
         log.event("receiver.stopped", unfinished_associations=unfinished)
 
     async def _retry_unqueued(self) -> None:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from shared import part10
-from shared.spool import Spool, new_name
+from shared.spool import ReadyObject, Spool, new_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,8 @@ class PartFile:
         self.name = new_name()
         self.path = spool.part_path(self.name)
         self.size = 0  # data set bytes received
+        self.calling_ae_title = origin.calling_ae_title
+        self.received_at = 0.0  # time.monotonic() when the data set was complete
         self.error: OSError | None = None
         self._fd: int | None = None
         try:
@@ -80,17 +82,19 @@ class PartFile:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)
 
-    def make_durable(self, spool: Spool, lane: str, *, now: float) -> str:
+    def make_durable(self, spool: Spool, lane: str, *, now: float) -> ReadyObject:
         """fsync, close and move into the current bucket of `lane` (run off the event loop:
-        fsync blocks); its ref. Raises the first write error, if any; the caller then discards
-        the file. The caller flushes the bucket (Spool.sync_ready) for the group."""
+        fsync blocks); what it is in ready/ (its ref, and the mtime and size the spool's counts
+        know it by, shared.spool_counts). Raises the first write error, if any; the caller then
+        discards the file. The caller flushes the bucket (Spool.sync_ready) for the group."""
         if self.error is not None:
             raise self.error
         assert self._fd is not None
         os.fsync(self._fd)
+        stat = os.fstat(self._fd)
         os.close(self._fd)
         self._fd = None
-        return spool.make_ready(self.name, lane, now=now)
+        return ReadyObject(spool.make_ready(self.name, lane, now=now), stat.st_mtime, stat.st_size)
 
     def discard(self) -> None:
         """Close and remove the part file: the store failed, or its sender left mid-object."""

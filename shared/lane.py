@@ -13,6 +13,7 @@ after a flush, it tells recovery which time buckets may hold objects whose names
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict
 
 import orjson
@@ -27,13 +28,15 @@ from shared.jobs import (
     Filing,
     decode_filing,
 )
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
+from shared.spool_counts import count_ready
 
 _PREFIX = "pacs-ingest:lane"
 EPOCH_KEY = "pacs-ingest:epoch"
 # A drain job waiting longer than this (a worker died holding it, say) is replaced.
 DRAIN_PENDING_TTL_S = 60
-# Lua's stack takes some 8,000 arguments; pushes are cut into pieces well below that.
+# Lua's stack takes some 8,000 arguments; pushes are cut into pieces well below that (one
+# script call each, in one transaction).
 _PUSH_CHUNK = 4000
 
 # Append the references, start the epoch if Redis has just lost its data, and say whether a drain
@@ -135,19 +138,30 @@ def forget_lost_drain(rq_queue: Queue, lane: str) -> bool:
     return bool(connection.eval(_DELETE_IF, 1, drain_pending_key(lane), job_id))
 
 
-def push(rq_queue: Queue, job: DrainJob, refs: list[str], *, now: float) -> None:
+def push(
+    rq_queue: Queue,
+    job: DrainJob,
+    refs: list[str],
+    *,
+    now: float,
+    counted: Iterable[ReadyObject] = (),
+) -> None:
     """Queue `refs` ("<bucket>/<name>") on the lane, and a drain job if none waits; `now` is a
-    time.time() reading (the epoch's start, if this push starts one).
+    time.time() reading (the epoch's start, if this push starts one). `counted` (the objects of
+    `refs` that just entered ready/) are added to the spool's counts in the same transaction.
 
-    One round trip per 4,000 references, plus one to enqueue a drain when none was pending.
+    One round trip, plus one to enqueue a drain when none was pending.
     """
     connection = rq_queue.connection
     script = connection.register_script(_PUSH)
     keys = [names_key(job.lane), drain_pending_key(job.lane), EPOCH_KEY]
     job_id = uuid.uuid4().hex
-    needs_drain = False
-    for start in range(0, len(refs), _PUSH_CHUNK):
-        chunk = refs[start : start + _PUSH_CHUNK]
-        needs_drain |= bool(script(keys, [repr(now), DRAIN_PENDING_TTL_S, job_id, *chunk]))
+    with connection.pipeline() as pipe:
+        for start in range(0, len(refs), _PUSH_CHUNK):
+            chunk = refs[start : start + _PUSH_CHUNK]
+            script(keys, [repr(now), DRAIN_PENDING_TTL_S, job_id, *chunk], client=pipe)
+        pushes = len(pipe)
+        count_ready(pipe, job.spool, counted)
+        needs_drain = any(pipe.execute()[:pushes])
     if needs_drain:
         enqueue_drain(rq_queue, job, job_id)

@@ -1,11 +1,14 @@
 """The Redis connection and the rq queue that receivers and workers share."""
 
 import re
+from collections.abc import Iterable
 
 from redis import Redis
 from rq import Queue
+from rq.registry import StartedJobRegistry
 
 from shared.jobs import OrjsonSerializer
+from shared.lane import names_key
 
 DEFAULT_QUEUE = "pacs-ingest"
 _URL_PASSWORD = re.compile(r"(?<=://)([^/@?]*?):[^/@?]*@")
@@ -40,3 +43,18 @@ def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
 def redacted(url: str) -> str:
     """`url` fit for a log line: any password in it replaced by ***."""
     return _QUERY_PASSWORD.sub("***", _URL_PASSWORD.sub(r"\1:***@", url))
+
+
+def queue_depth(connection: Redis, lanes: Iterable[str]) -> int:
+    """Refs waiting in `lanes` (shared.lane), not yet claimed by a drain: one LLEN per lane, in
+    one round trip, whatever the backlog."""
+    with connection.pipeline(transaction=False) as pipe:
+        for lane in lanes:
+            pipe.llen(names_key(lane))
+        return sum(pipe.execute())
+
+
+def jobs_in_progress(connection: Redis, name: str = DEFAULT_QUEUE) -> int:
+    """Job executions that workers have started and not finished, as rq's registry lists them
+    (a killed worker's stay until rq's own cleanup, at the latest after the job's timeout)."""
+    return connection.zcard(StartedJobRegistry(name, connection=connection).key)

@@ -22,6 +22,7 @@ put there (`settled`). A bucket with the mark of a dead process may hold objects
 queue: recovery looks into it.
 """
 
+import contextlib
 import errno
 import os
 import shutil
@@ -29,6 +30,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,17 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyObject:
+    """An object in ready/: its ref ("<lane>/<bucket>/<name>"), its mtime (when its last byte
+    was written, or when it was put into ready/ from elsewhere; a time.time() reading) and its
+    size in bytes (file meta included)."""
+
+    ref: str
+    mtime: float
+    size: int
 
 
 def new_name() -> str:
@@ -220,6 +233,26 @@ class Spool:
                 if entry.name.endswith(READY_SUFFIX):
                     yield entry.name[: -len(READY_SUFFIX)]
 
+    def bucket_objects(self, lane: str, bucket: str) -> Iterator[ReadyObject]:
+        """The objects waiting in one bucket, with a stat each (for recovery's recount)."""
+        with os.scandir(self.ready / lane / bucket) as entries:
+            for entry in entries:
+                if entry.name.endswith(READY_SUFFIX):
+                    try:
+                        stat = entry.stat()
+                    except FileNotFoundError:  # filed while we looked
+                        continue
+                    ref = f"{lane}/{bucket}/{entry.name[: -len(READY_SUFFIX)]}"
+                    yield ReadyObject(ref, stat.st_mtime, stat.st_size)
+
+    def ready_object(self, ref: str) -> ReadyObject | None:
+        """`ref` as it is in ready/ now; None if it has left."""
+        try:
+            stat = os.stat(self.ready_path(ref))
+        except FileNotFoundError:
+            return None
+        return ReadyObject(ref, stat.st_mtime, stat.st_size)
+
     def remove_bucket_if_empty(self, lane: str, bucket: str) -> bool:
         try:
             os.rmdir(self.ready / lane / bucket)
@@ -284,6 +317,33 @@ class Spool:
                         return count
         return count
 
+    def failed_totals(self) -> tuple[int, int]:
+        """(objects, bytes) in failed/, for recovery's recount (failed/ stays small)."""
+        objects = size = 0
+        try:
+            with os.scandir(self.failed) as entries:
+                for entry in entries:
+                    if entry.name.endswith(READY_SUFFIX):
+                        try:
+                            size += entry.stat().st_size
+                        except FileNotFoundError:  # reprocessed while we looked
+                            continue
+                        objects += 1
+        except FileNotFoundError:  # nothing has failed on this spool yet
+            pass
+        return objects, size
+
+    def incoming_totals(self) -> tuple[int, int]:
+        """(objects, bytes) being received now, on every host. Bounded by the stores in flight
+        (a receiver process holds at most a few part files per association), not by the
+        backlog, so `status` may read it on every call."""
+        objects = size = 0
+        for folder in os.scandir(self.incoming):
+            for part_size in _part_sizes(folder.path):
+                objects += 1
+                size += part_size
+        return objects, size
+
     def failed_path(self, ref: str) -> Path:
         return self.failed / (ref.rpartition("/")[2] + READY_SUFFIX)
 
@@ -310,6 +370,7 @@ class Spool:
         """Move every object in failed/ back into `lane` (reason files removed); their refs."""
         refs = []
         for path in sorted(self.failed.glob("*" + READY_SUFFIX)):
+            os.utime(path)  # its wait in ready/ (the oldest unfiled age) starts now
             refs.append(self._enter(lane, path.name[: -len(READY_SUFFIX)], now=now, source=path))
         if refs:
             self.sync_ready(refs)
@@ -328,7 +389,9 @@ class Spool:
         name = new_name()
         if move:
             try:
-                return self._enter(lane, name, now=now, source=source)
+                ref = self._enter(lane, name, now=now, source=source)
+                os.utime(self.ready_path(ref))  # its wait in ready/ starts now
+                return ref
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -366,6 +429,18 @@ class Spool:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
         return removed
+
+
+def _part_sizes(folder: str) -> Iterator[int]:
+    """The sizes of the part files in one receiver process's incoming/ folder."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(PART_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):  # complete while we looked
+                        yield entry.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):  # its receiver is gone
+        return
 
 
 def _pid_alive(pid: int) -> bool:

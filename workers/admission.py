@@ -1,5 +1,6 @@
 """Admission of outside files into a spool lane, in batches: one fsync per bucket and one Redis
-round trip per batch, and nothing queued before it is durable.
+round trip per batch (the refs pushed and counted, shared.spool_counts), and nothing queued
+before it is durable.
 
 `reprocess` streams: each batch is queued as soon as it is full (or a second old), so workers file
 while the walk goes on and memory holds one batch, whatever the size of the tree.
@@ -43,11 +44,13 @@ class Admission:
         if not self._refs:
             return
         self._spool.sync_ready(self._refs)
+        counted = [item for ref in self._refs if (item := self._spool.ready_object(ref))]
         push(
             self._rq_queue,
             self._job,
             [ref.partition("/")[2] for ref in self._refs],
             now=time.time(),
+            counted=counted,
         )
         self._spool.settled(self._refs, now=time.time())
         self._counts.enqueued += len(self._refs)

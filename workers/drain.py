@@ -7,6 +7,9 @@ every idle worker joins in on a long backlog, and a receiver pushing into a lane
 pending enqueues nothing. A drain returns to rq after DRAIN_BUDGET_S, so workers still notice stop
 requests and rq's registries still show what runs.
 
+Each settled batch leaves the spool's counts (shared.spool_counts) and the filing metrics
+(workers.filing_metrics) in one round trip.
+
 Storage errors (disk full, archive root missing) give the unfiled refs back to the lane and put
 the spool on hold (workers.backoff); recovery asks for a new drain once the hold is over.
 """
@@ -23,9 +26,11 @@ from shared.jobs import DrainJob, Filing
 from shared.lane import drain_pending_key, ensure_drain, lane_filing, names_key
 from shared.queue import ingest_queue
 from shared.spool import Spool
+from shared.spool_counts import count_leaving
+from workers import filing_metrics
 from workers.backoff import hold, on_hold
 from workers.claims import Claims
-from workers.ingest import StorageUnavailable, file_object
+from workers.ingest import Filed, StorageUnavailable, file_object
 from workers.place import Settlement
 
 BATCH = 64  # refs claimed at a time: a killed worker's claims wait for its lease to expire
@@ -42,38 +47,55 @@ def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims
     the storage failed (the unfinished refs given back, the spool held)."""
     rng = random.Random()
     settlement = Settlement()
+    done: list[Filed] = []
     for index, ref in enumerate(refs):
         try:
-            file_object(spool, f"{lane}/{ref}", filing, rng, settlement)
+            done.append(file_object(spool, f"{lane}/{ref}", filing, rng, settlement))
         except StorageUnavailable as exc:
-            _settle_or_give_back(spool, refs[:index], settlement, claims)
+            _settle_or_give_back(spool, refs[:index], done, settlement, claims)
             claims.give_back(refs[index:])
             hold(claims.connection, str(spool), str(exc))
             return False
         except BaseException:
             # Unfinished refs go back, the failing one last, so the lane carries on; rq records
             # the failure in its registry.
-            _settle_or_give_back(spool, refs[:index], settlement, claims)
+            _settle_or_give_back(spool, refs[:index], done, settlement, claims)
             claims.give_back([*refs[index + 1 :], ref])
             raise
-    if not _settle_or_give_back(spool, refs, settlement, claims):
+    if not _settle_or_give_back(spool, refs, done, settlement, claims):
         return False
     claims.finish()
     return True
 
 
 def _settle_or_give_back(
-    spool: Spool, refs: list[str], settlement: Settlement, claims: Claims
+    spool: Spool, refs: list[str], done: list[Filed], settlement: Settlement, claims: Claims
 ) -> bool:
-    """Make the placements of `refs` durable; if the archive cannot, give them all back (their
-    spool copies are still there) and hold the spool."""
+    """Make the placements of `refs` (`done`, their outcomes) durable and count them; if the
+    archive cannot, give them all back (their spool copies are still there) and hold the spool."""
     try:
         settlement.finish()
     except OSError as exc:
         claims.give_back(refs)
         hold(claims.connection, str(spool), f"archive: {exc.strerror or exc}")
+        # Only the quarantined left ready/ (failed/ is fsynced as each goes there).
+        _count(claims, spool, [f for f in done if f.outcome == "quarantined"])
         return False
+    _count(claims, spool, done)
     return True
+
+
+def _count(claims: Claims, spool: Spool, done: list[Filed]) -> None:
+    """Take the objects of `done` that left ready/ out of the spool's counts, and record the
+    batch's metrics."""
+    filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
+    failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
+    now = time.time()
+    if filed or failed:
+        with claims.connection.pipeline(transaction=False) as pipe:
+            count_leaving(pipe, str(spool), filed, failed, now=now)
+            pipe.execute()
+    filing_metrics.batch_done(done, filed, now)
 
 
 def drain(rq_job: Job, job: DrainJob) -> int:

@@ -7,6 +7,7 @@ root missing) raise StorageUnavailable and leave the object in ready/; the drain
 (workers.drain) gives it back to its lane and puts the spool on hold.
 """
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ from typing import Any
 
 from shared import log, part10
 from shared.jobs import Filing
+from shared.metrics import OBJECTS_QUARANTINED
 from shared.pattern import Pattern, PatternError, RenderError
 from shared.safe_path import UnsafePathError, relative_path, safe_value
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
 from workers.place import TRANSIENT_ERRNOS, Placed, Settlement, SourceGone, place
@@ -34,6 +36,7 @@ class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
     outcome: str  # "filed", "overwritten", "duplicate" (dropped), "quarantined" or "gone"
+    spooled: ReadyObject | None = None  # as it was in ready/; None: gone
 
 
 @lru_cache(maxsize=64)
@@ -51,7 +54,8 @@ def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) 
     return pattern.render(header, now=datetime.now(), rng=rng)
 
 
-def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
+def _quarantine(spool: Spool, spooled: ReadyObject, reason: str, error: BaseException) -> Filed:
+    name = spooled.ref
     spool.quarantine(
         name,
         {
@@ -63,7 +67,8 @@ def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> F
         },
     )
     log.warning("ingest.quarantined", name=name, reason=reason, error=str(error))
-    return Filed(name, None, "quarantined")
+    OBJECTS_QUARANTINED.labels(reason).inc()
+    return Filed(name, None, "quarantined", spooled)
 
 
 # Errors that say "this object cannot be filed" (as opposed to "the storage is unwell"), and the
@@ -118,17 +123,23 @@ def file_object(
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
+    source = spool.ready_path(name)
     try:
-        placed = _place(spool.ready_path(name), filing, rng, settlement)
+        stat = os.stat(source)  # what the spool's counts know it by (shared.spool_counts)
+    except FileNotFoundError:
+        return Filed(name, None, "gone")
+    spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
+    try:
+        placed = _place(source, filing, rng, settlement)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
-        return _quarantine(spool, name, "cannot place", exc)
+        return _quarantine(spool, spooled, "cannot place", exc)
     except QUARANTINABLE as exc:
-        return _quarantine(spool, name, _reason(exc), exc)
+        return _quarantine(spool, spooled, _reason(exc), exc)
     log.event(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
-    return Filed(name, placed.path, placed.outcome)
+    return Filed(name, placed.path, placed.outcome, spooled)

@@ -19,7 +19,9 @@ and then:
 
 A pass also gives the claims of dead workers back to their lanes (workers.claims), asks for a
 drain where refs wait, removes empty closed buckets, and the incoming/ leftovers of receiver
-processes that died. One pass per spool runs at a time.
+processes that died. It keeps the spool's counts (shared.spool_counts) true where it looks:
+a bucket it lists is recounted from the listing, a bucket it removes loses its counts, and
+failed/ is recounted on every pass. One pass per spool runs at a time.
 """
 
 import time
@@ -40,6 +42,7 @@ from shared.lane import (
 )
 from shared.queue import ingest_queue
 from shared.spool import Spool, bucket_closed, bucket_start
+from shared.spool_counts import forget_bucket, recount_bucket, recount_failed
 from workers.backoff import on_hold
 from workers.claims import reclaim_dead
 
@@ -89,7 +92,9 @@ def _recover_bucket(
     trusted = bucket_start(bucket) >= epoch and not dead_writers
     if trusted and not spool.unqueued_marked(lane, bucket):
         return None
-    refs = [f"{bucket}/{name}" for name in spool.bucket_names(lane, bucket)]
+    objects = list(spool.bucket_objects(lane, bucket))
+    recount_bucket(rq_queue.connection, str(spool), lane, bucket, objects)
+    refs = [item.ref.partition("/")[2] for item in objects]
     if refs:
         push(rq_queue, DrainJob(str(spool), lane), refs, now=time.time())
     spool.clear_unqueued(lane, bucket)
@@ -126,6 +131,7 @@ def recover_lane(
         if verified.get(bucket) == mark and not marks:
             if spool.remove_bucket_if_empty(lane, bucket):
                 connection.hdel(verified_key(lane), bucket)
+                forget_bucket(connection, str(spool), lane, bucket)
                 result.removed_buckets += 1
             continue
         queued = _recover_bucket(
@@ -154,6 +160,7 @@ def sweep(spool: Spool, rq_queue: Queue, *, now: float, holder: str) -> SweepRes
         epoch = current_epoch(connection, now=now)
         for lane in spool.lanes():
             recover_lane(spool, lane, rq_queue, result, now=now, epoch=epoch)
+        recount_failed(connection, str(spool), spool.failed_totals(), now=now)
     finally:
         connection.delete(_lock_key(str(spool)))
     if result.requeued or result.reclaimed or result.removed_incoming:

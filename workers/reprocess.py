@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from redis import Redis
 from redis.exceptions import RedisError
 from watchfiles import watch
 
@@ -34,6 +35,7 @@ from shared.options import Option, StartupError
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
 from shared.spool import Spool
+from shared.spool_counts import count_unquarantined
 from workers.admission import Admission, Run
 from workers.progress import Counts, ProgressReport
 from workers.resort import resort_one
@@ -172,9 +174,10 @@ def _check_paths(settings: ReprocessSettings) -> None:
         raise StartupError(f"--resort: archive {settings.filing.directory} is not a directory")
 
 
-def _run(run: Run, settings: ReprocessSettings) -> None:
+def _run(run: Run, settings: ReprocessSettings, connection: Redis) -> None:
     if settings.failed:
         refs = run.spool.unquarantine(run.lane, now=time.time())
+        _count_unquarantined(connection, run.spool, refs)
         run.counts.found += len(refs)
         for ref in refs:
             run.admission.add(ref, now=time.monotonic())
@@ -188,6 +191,14 @@ def _run(run: Run, settings: ReprocessSettings) -> None:
     if settings.resort:
         _stream(run, walk_files([settings.filing.directory], report), resort_one(time.time()))
     run.admission.flush()
+
+
+def _count_unquarantined(connection: Redis, spool: Spool, refs: list[str]) -> None:
+    """Take what left failed/ out of its counts (the admission counts it into ready/)."""
+    moved = [item for ref in refs if (item := spool.ready_object(ref))]
+    with connection.pipeline() as pipe:
+        count_unquarantined(pipe, str(spool), moved)
+        pipe.execute()
 
 
 def reprocess(settings: ReprocessSettings) -> int:
@@ -206,7 +217,7 @@ def reprocess(settings: ReprocessSettings) -> int:
         with ProgressReport(counts, now=time.monotonic()) as progress:
             admission = Admission(spool, rq_queue, job, counts)
             run = Run(spool, job.lane, settings.filing, admission, counts, progress, stop)
-            _run(run, settings)
+            _run(run, settings, rq_queue.connection)
             interrupted = stop.is_set()  # a hot folder's watch ends by being stopped
             if settings.watch and not interrupted:
                 _watch(run, settings.watch)

@@ -23,7 +23,7 @@ from receiver.association import Association, AssociationRules, Registry
 from receiver.commit import GroupCommit
 from receiver.service import Storage, StorePolicy
 from receiver.states import State
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 from tests.fuzz.harnesses import check
 
 _SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync costs nothing there
@@ -78,7 +78,7 @@ class AssociationHarness:
         self._directory = tempfile.TemporaryDirectory(prefix="fuzz-association-", dir=_SCRATCH)
         self.spool = Spool(self._directory.name)
         self.spool.create()
-        self.enqueued: list[str] = []
+        self.enqueued: list[ReadyObject] = []
         self.spool.open_lane(_LANE, b"{}")
         self.committer = GroupCommit(self.spool, _LANE, self.enqueued.extend, wait_for_queue=False)
         self.loop = asyncio.new_event_loop()
