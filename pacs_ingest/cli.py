@@ -18,6 +18,7 @@ from receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from receiver.options import ROWS as RECEIVER_ROWS
 from shared import __version__, log
 from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
+from shared.modes import modes_from_args
 from shared.options import (
     COMMON_ROWS,
     REDIS_URL_ROW,
@@ -30,8 +31,9 @@ from shared.options import (
     positive,
 )
 from shared.processes import EXIT_CONFIG, StopSignal, stop_all, supervise
+from shared.queue import redacted
+from workers.main import FILING_POLICY_ROWS, WorkerSettings, start_workers, work
 from workers.main import ROWS as WORKER_ROWS
-from workers.main import WorkerSettings, start_workers, work
 from workers.reprocess import ROWS as REPROCESS_ROWS
 from workers.reprocess import ReprocessSettings, reprocess
 
@@ -63,15 +65,16 @@ def _up(args: argparse.Namespace) -> int:
     if args.redis_url is None:
         embedded = RedisServer(valkey_binary(), Path(args.spool_dir, "redis"), persistent=True)
         args.redis_url = embedded.start()
-        log.event("redis.embedded", url=args.redis_url, data=str(embedded.data_dir))
+        log.event("redis.embedded", url=redacted(args.redis_url), data=str(embedded.data_dir))
     stop = StopSignal().install()
     groups = []
     try:
         receivers, sweeps = start_receivers(ReceiverSettings.from_args(args))
         groups.append(receivers)
         try:
-            groups.append(start_workers(WorkerSettings.from_args(args, args.workers)))
-            log.event("up", port=args.bind.port, redis=args.redis_url)
+            allowed = (args.directory, args.spool_dir)
+            groups.append(start_workers(WorkerSettings.from_args(args, args.workers, allowed)))
+            log.event("up", port=args.bind.port, redis=redacted(args.redis_url))
             return supervise(groups, stop)
         finally:
             sweeps.stop()
@@ -87,7 +90,7 @@ COMMANDS = {
         "Everything on one host: receivers, workers and (without --redis-url or REDIS_URL) an "
         "embedded Redis-compatible server keeping the queue in <spool-dir>/redis. Options are "
         "those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, UP_WORKERS, REDIS_URL_ROW, *COMMON_ROWS),
+        (*RECEIVER_ROWS, UP_WORKERS, *FILING_POLICY_ROWS, REDIS_URL_ROW, *COMMON_ROWS),
         _up,
     ),
     "receive": Command(
@@ -113,6 +116,7 @@ COMMANDS = {
         lambda args: reprocess(
             ReprocessSettings(
                 spool_dir=args.spool_dir,
+                modes=modes_from_args(args),
                 filing=filing_from_args(args),
                 failed=args.failed,
                 imports=tuple(getattr(args, "import")),

@@ -1,7 +1,10 @@
 """The Redis connection and the rq queue that receivers and workers share."""
 
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 
 from shared.jobs import OrjsonSerializer
 
@@ -27,5 +30,22 @@ def connect(url: str, *, blocking: bool = False) -> Redis:
     )
 
 
-def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
-    return Queue(name, connection=connection, serializer=OrjsonSerializer)
+def redacted(url: str) -> str:
+    """`url` fit for a log line: its password (redis://user:PASSWORD@host, or ?password=)
+    replaced by ***."""
+    base, question, query = url.partition("?")
+    parts = urlsplit(base)
+    if parts.password is not None:
+        user, host = parts.username or "", parts.netloc.rpartition("@")[2]
+        base = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(name == "password" for name, _ in pairs):
+        safe = [(name, "***" if name == "password" else value) for name, value in pairs]
+        query = urlencode(safe, safe="/*")
+    return base + question + query
+
+
+def ingest_queue(
+    connection: Redis, name: str = DEFAULT_QUEUE, *, job_class: type[Job] = Job
+) -> Queue:
+    return Queue(name, connection=connection, serializer=OrjsonSerializer, job_class=job_class)

@@ -5,6 +5,8 @@ An object's life in the spool:
     incoming/<host>.<pid>/<name>.part   being received by one receiver process
     ready/<name>.dcm                    durable and acknowledged; waiting to be filed
     failed/<name>.dcm + <name>.json     could not be filed; the JSON says why
+    attempts/<name>.json                a worker is filing it, or tried and failed (see
+                                        workers.attempts); removed once it leaves ready/
 
 Once an object is in ready/ it leaves only by being filed or quarantined, so ready/ is the truth
 about what still has to be done, whatever Redis says. Each receiver process writes into its own
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from shared.modes import DEFAULT_MODES, Modes, make_dir, make_dirs, open_new
 
 READY_SUFFIX = ".dcm"
 PART_SUFFIX = ".part"
@@ -45,19 +49,21 @@ def new_name() -> str:
 class Spool:
     """One spool directory; every path inside it is built here."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, modes: Modes = DEFAULT_MODES) -> None:
         self.root = Path(root).absolute()
+        self.modes = modes  # of every file and folder created in the spool
         self.incoming = self.root / "incoming"
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
+        self.attempts = self.root / "attempts"
         self._process_incoming: tuple[int, Path] | None = None
 
     def __str__(self) -> str:
         return str(self.root)
 
     def create(self) -> None:
-        for folder in (self.incoming, self.ready, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.incoming, self.ready, self.failed, self.attempts):
+            make_dirs(folder, self.modes)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -65,7 +71,7 @@ class Spool:
         """This process's own incoming/ folder, created on first use."""
         if self._process_incoming is None or self._process_incoming[0] != os.getpid():
             folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
-            folder.mkdir(parents=True, exist_ok=True)
+            make_dirs(folder, self.modes)
             self._process_incoming = (os.getpid(), folder)
         return self._process_incoming[1]
 
@@ -115,10 +121,11 @@ class Spool:
         The reason is written first, so a crash in between leaves the object in ready/ (to be
         tried again) rather than an unexplained object in failed/.
         """
-        self.failed.mkdir(parents=True, exist_ok=True)
+        make_dir(self.failed, self.modes)
         reason_path = self.failed / (name + ".json")
         scratch = reason_path.with_suffix(".json.tmp")
-        with open(scratch, "wb") as f:
+        scratch.unlink(missing_ok=True)  # left by a crash in an earlier attempt
+        with open(open_new(scratch, self.modes), "wb") as f:
             f.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str))
             f.flush()
             os.fsync(f.fileno())
@@ -126,7 +133,19 @@ class Spool:
         target = self.failed_path(name)
         os.rename(self.ready_path(name), target)
         fsync_dir(self.failed)
+        self.attempt_path(name).unlink(missing_ok=True)
         return target
+
+    def attempt_names(self) -> list[str]:
+        """The names of the objects that have an attempt mark."""
+        try:
+            return [path.stem for path in self.attempts.glob("*.json")]
+        except FileNotFoundError:
+            return []
+
+    def attempt_path(self, name: str) -> Path:
+        """The mark a worker writes before each attempt to file `name` (see workers.attempts)."""
+        return self.attempts / (name + ".json")
 
     def unquarantine(self) -> list[str]:
         """Move every object in failed/ back to ready/ (reason files removed); their names."""
@@ -153,6 +172,7 @@ class Spool:
         if move:
             try:
                 os.rename(source, target)
+                os.chmod(target, self.modes.file)
                 fsync_dir(self.ready)
                 fsync_dir(source.parent)
                 return name
@@ -161,7 +181,7 @@ class Spool:
                     raise
         part = self.part_path(name)
         try:
-            with open(source, "rb") as src, open(part, "xb") as dst:
+            with open(source, "rb") as src, open(open_new(part, self.modes), "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())

@@ -4,7 +4,8 @@ quarantine it with a reason.
 Jobs are idempotent: an object that is no longer in ready/ was filed (or quarantined) by an
 earlier run, and is skipped. Errors of the storage itself (disk full, I/O error, archive root
 missing) leave the object in ready/ and put its spool on hold (workers.backoff); the recovery
-sweep enqueues it again once the hold is over.
+sweep enqueues it again once the hold is over. Any other failure counts an attempt against the
+object (workers.attempts); after the worker policy's limit it goes to failed/.
 """
 
 import random
@@ -17,6 +18,7 @@ from typing import Any
 
 from redis import Redis
 from rq import get_current_job
+from rq.timeouts import JobTimeoutException
 
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
@@ -24,6 +26,8 @@ from shared.pattern import Pattern, PatternError, RenderError
 from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import Spool
+from workers import policy
+from workers.attempts import Attempt, Attempts
 from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
@@ -44,7 +48,9 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    outcome: str  # "filed", "duplicate" (dropped by policy), "quarantined" or "gone"
+    # "filed", "duplicate" (dropped by policy), "quarantined", "gone" (filed before), or
+    # "retry" (an attempt failed; it stays in ready/ for another job)
+    outcome: str
 
 
 @lru_cache(maxsize=64)
@@ -63,18 +69,25 @@ def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) 
 
 
 def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
-    spool.quarantine(
-        name,
-        {
-            "name": name,
-            "reason": reason,
-            "error": str(error),
-            "error_type": type(error).__name__,
-            "failed_at": time.time(),
-        },
+    return _quarantine_with(
+        spool, name, {"reason": reason, "error": str(error), "error_type": type(error).__name__}
     )
-    log.warning("ingest.quarantined", name=name, reason=reason, error=str(error))
+
+
+def _quarantine_with(spool: Spool, name: str, why: dict[str, Any]) -> Filed:
+    spool.quarantine(name, {"name": name, **why, "failed_at": time.time()})
+    log.warning("ingest.quarantined", name=name, reason=why["reason"], error=why["error"])
     return Filed(name, None, "quarantined")
+
+
+def _give_up(spool: Spool, attempt: Attempt, attempts: int, error: str | None) -> Filed:
+    """failed/ with `too many attempts`, naming the last error (an object moved away by someone
+    else meanwhile counts as gone)."""
+    why = {"reason": "too many attempts", "error": error, "attempts": attempts}
+    try:
+        return _quarantine_with(spool, attempt.name, why)
+    except FileNotFoundError:
+        return Filed(attempt.name, None, "gone")
 
 
 # Errors that say "this object cannot be filed" (as opposed to "the storage is unwell"), and the
@@ -95,7 +108,8 @@ def _reason(error: Exception) -> str:
     return next(reason for kind, reason in _REASONS if isinstance(error, kind))
 
 
-def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Placed:
+def _place(spool: Spool, name: str, root: Path, filing: Filing, rng: random.Random) -> Placed:
+    source = spool.ready_path(name)
     try:
         fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
     except FileNotFoundError:
@@ -104,7 +118,7 @@ def _place(source: Path, root: Path, filing: Filing, rng: random.Random) -> Plac
         meta = part10.read_file_meta(fp)
         rendered = _render(fp, meta, filing, rng)
     target = root / relative_path(rendered, root_length=len(str(root).encode()))
-    return place(source, target, filing, rng=rng)
+    return place(source, target, filing, rng=rng, modes=spool.modes)
 
 
 def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
@@ -113,7 +127,7 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
     try:
-        placed = _place(spool.ready_path(name), root, filing, rng)
+        placed = _place(spool, name, root, filing, rng)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
@@ -128,21 +142,52 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
     return Filed(name, placed.path, placed.outcome)
 
 
+def file_counted(
+    spool: Spool, name: str, filing: Filing, rng: random.Random, attempts: Attempts
+) -> Filed:
+    """file_object as one counted attempt; after `attempts.limit` failed ones, failed/.
+
+    Raises StorageUnavailable (uncounted) and JobTimeoutException (counted: the job is over).
+    """
+    attempt = attempts.begin(name)
+    if attempts.exhausted(attempt):
+        return _give_up(spool, attempt, attempt.number - 1, attempt.previous_error)
+    try:
+        filed = file_object(spool, name, filing, rng)
+    except StorageUnavailable:
+        attempts.take_back(attempt)
+        raise
+    except Exception as exc:
+        error = attempts.failed(attempt, exc)
+        log.warning("ingest.attempt_failed", name=name, attempt=attempt.number, error=error)
+        filed = Filed(name, None, "retry")
+        if attempt.number >= attempts.limit:
+            filed = _give_up(spool, attempt, attempt.number, error)
+        if isinstance(exc, JobTimeoutException):
+            raise
+    return filed
+
+
 def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
     """File the job's objects; on a storage failure leave the rest in ready/ and hold the spool."""
     if on_hold(connection, job.spool):
         return
-    spool = Spool(job.spool)
+    worker = policy.current()
+    spool = Spool(job.spool, worker.modes)
+    attempts = Attempts(connection, spool, worker.max_attempts)
     done: list[str] = []
     try:
         for name in job.names:
-            file_object(spool, name, job.filing, rng)
-            done.append(name)
+            if file_counted(spool, name, job.filing, rng, attempts).outcome != "retry":
+                done.append(name)
     except StorageUnavailable as exc:
         hold(connection, job.spool, str(exc))
     finally:
         if done:
-            connection.hdel(tracked_key(job.spool), *done)
+            with connection.pipeline(transaction=False) as pipe:
+                pipe.hdel(tracked_key(job.spool), *done)
+                attempts.forget(done, pipe)
+                pipe.execute()
 
 
 def ingest_job(payload: dict[str, Any]) -> None:

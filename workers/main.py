@@ -1,7 +1,8 @@
 """`pacs-ingest work`: N rq worker processes on the ingest queue.
 
 Workers are rq SimpleWorkers: each job runs in the worker process itself. rq's default Worker
-forks a child per job, which costs more than filing a whole batch of objects.
+forks a child per job, which costs more than filing a whole batch of objects. Each process runs
+only the jobs workers.guard lets through, within its workers.policy.
 """
 
 import argparse
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 
-from shared import log
+from shared import log, modes
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
-from shared.options import Option, dicom_int, positive
+from shared.options import Option, OptionsError, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
+from workers import policy
+from workers.guard import GuardedJob
 from workers.lease import WorkerLease
 
 _STOP_TIMEOUT_S = 13.0
@@ -31,6 +34,28 @@ ROWS = (
     ),
     Option(("--burst",), "exit once the queue is empty", "processes", kind="flag"),
 )
+ALLOW_DIRECTORY = Option(
+    ("--allow-directory",),
+    "the only folders whose trees jobs may name as spool or archive root; a job naming "
+    "another is refused (work: required; up: its --directory and --spool-dir)",
+    "filing",
+    type=str,
+    kind="multi",
+    metavar="dir",
+    env="PACS_INGEST_ALLOW_DIRECTORY",
+)
+MAX_ATTEMPTS = Option(
+    ("--max-attempts",),
+    "attempts to file an object (failed or cut short by a crash or timeout) before it goes "
+    "to failed/; storage outages do not count",
+    "filing",
+    type=positive(dicom_int),
+    default=policy.DEFAULT_MAX_ATTEMPTS,
+    metavar="n",
+    env="PACS_INGEST_MAX_ATTEMPTS",
+)
+FILING_POLICY_ROWS = (ALLOW_DIRECTORY, MAX_ATTEMPTS)
+ROWS = (*ROWS, *FILING_POLICY_ROWS, *modes.ROWS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,21 +65,38 @@ class WorkerSettings:
     redis_url: str
     queue: str
     log_level: str
+    policy: policy.WorkerPolicy
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, processes: int) -> "WorkerSettings":
+    def from_args(
+        cls, args: argparse.Namespace, processes: int, default_allowed: tuple[str, ...] = ()
+    ) -> "WorkerSettings":
+        """Settings from parsed options; OptionsError if no directory is allowed at all."""
+        allowed = tuple(args.allow_directory) or default_allowed
+        if not allowed:
+            raise OptionsError(
+                "missing --allow-directory: name the folders holding the spools and archive "
+                "roots this worker may file (or set PACS_INGEST_ALLOW_DIRECTORY)"
+            )
         return cls(
-            processes, getattr(args, "burst", False), args.redis_url, args.queue, args.log_level
+            processes,
+            getattr(args, "burst", False),
+            args.redis_url,
+            args.queue,
+            args.log_level,
+            policy.WorkerPolicy.of(allowed, modes.modes_from_args(args), args.max_attempts),
         )
 
 
 def _worker_process(settings: WorkerSettings) -> None:
     log.configure(settings.log_level, role="worker")
+    policy.install(settings.policy)
     connection = connect(settings.redis_url, blocking=True)
     worker = SimpleWorker(
-        [ingest_queue(connection, settings.queue)],
+        [ingest_queue(connection, settings.queue, job_class=GuardedJob)],
         connection=connection,
         serializer=OrjsonSerializer,
+        job_class=GuardedJob,
     )
     lease = WorkerLease(connection, worker.name)
     lease.start()

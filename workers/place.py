@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.jobs import Filing
+from shared.modes import DEFAULT_MODES, Modes, make_dir, open_new
 from shared.spool import fsync_dir
 from workers import duplicates
 
@@ -52,25 +53,24 @@ def retry_pause(rng: random.Random, jitter_ms: int) -> float:
     return int(rng.random() * jitter_ms) / 1000
 
 
-def _make_parents(directory: Path, root: Path) -> None:
-    """mkdir -p `directory`, fsyncing each parent whose entries changed."""
+def _make_parents(directory: Path, root: Path, modes: Modes) -> None:
+    """mkdir -p `directory` with `modes.dir`, fsyncing each parent whose entries changed."""
     missing = []
     while not directory.exists() and directory != root:
         missing.append(directory)
         directory = directory.parent
     for folder in reversed(missing):
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        fsync_dir(folder.parent)
+        if make_dir(folder, modes):
+            fsync_dir(folder.parent)
 
 
 def _scratch_copy(source: Path, directory: Path) -> Path:
-    """A fsynced copy of `source` in `directory` (on the target's file system)."""
+    """A fsynced copy of `source` in `directory` (on the target's file system), with the mode
+    the object was spooled with, as a rename would keep it."""
     scratch = directory / f".{source.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp"
+    spooled = Modes(file=os.stat(source).st_mode & 0o777)
     try:
-        with open(source, "rb") as src, open(scratch, "xb") as dst:
+        with open(source, "rb") as src, open(open_new(scratch, spooled), "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
             os.fsync(dst.fileno())
@@ -110,8 +110,8 @@ def _commit(source: Path, target: Path, *, replace: bool) -> bool:
     return True
 
 
-def _place_once(source: Path, target: Path, root: Path, policy: str) -> Placed:
-    _make_parents(target.parent, root)
+def _place_once(source: Path, target: Path, root: Path, policy: str, modes: Modes) -> Placed:
+    _make_parents(target.parent, root, modes)
     if policy == duplicates.OVERWRITE:
         _commit(source, target, replace=True)
         return Placed(target, "filed")
@@ -140,9 +140,11 @@ def place(
     filing: Filing,
     *,
     rng: random.Random,
+    modes: Modes = DEFAULT_MODES,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Placed:
-    """Move `source` to `target` (below `filing.directory`), applying `filing.duplicates`.
+    """Move `source` to `target` (below `filing.directory`), applying `filing.duplicates`;
+    folders it creates get `modes.dir`.
 
     Up to `filing.rename_retries` + 1 attempts, with a random pause of up to
     `filing.rename_retry_jitter` ms between them. Raises SourceGone if the object was filed by
@@ -153,7 +155,7 @@ def place(
     while True:
         attempts += 1
         try:
-            placed = _place_once(source, target, root, filing.duplicates)
+            placed = _place_once(source, target, root, filing.duplicates, modes)
         except SourceGone:
             raise
         except OSError:

@@ -4,13 +4,15 @@ ready/ is the truth about unfinished work; Redis only says who is on it. An obje
 job when nothing tracks it (stored while Redis was away, or Redis lost its data) or when the job
 tracking it is over or dead (finished or failed without filing it, or started by a worker whose
 lease expired). Objects younger than a few seconds are left alone: their receiver may not have
-enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died.
+enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died,
+and attempt counts and marks (workers.attempts) of objects no longer in ready/.
 """
 
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from redis import Redis
 from rq import Queue, get_current_job
 from rq.job import Job
 
@@ -25,6 +27,8 @@ from shared.jobs import (
 )
 from shared.queue import ingest_queue
 from shared.spool import Spool
+from workers import policy
+from workers.attempts import attempts_key
 from workers.backoff import on_hold
 
 # An object untracked for this long after its last write was not going to be enqueued by its
@@ -66,6 +70,18 @@ def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
     }
 
 
+def _forget_attempts(spool: Spool, connection: Redis, ready: dict[str, float]) -> None:
+    """Drop the attempt counts and marks a crash left behind for objects that left ready/."""
+    key = attempts_key(str(spool))
+    counted = [name.decode() for name in connection.hkeys(key)]
+    stale = [name for name in counted if name not in ready]
+    if stale:
+        connection.hdel(key, *stale)
+    for name in spool.attempt_names():
+        if name not in ready:
+            spool.attempt_path(name).unlink(missing_ok=True)
+
+
 def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> SweepResult:
     """One sweep of `spool`; `now` is a time.time() reading."""
     connection = rq_queue.connection
@@ -79,6 +95,7 @@ def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> Sweep
     forgotten = [name for name in tracked if name not in ready]
     if forgotten:
         connection.hdel(tracked_key(str(spool)), *forgotten)
+    _forget_attempts(spool, connection, ready)
     if on_hold(connection, str(spool)):
         return SweepResult(len(ready), 0, len(forgotten), len(removed))
     live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
@@ -101,7 +118,7 @@ def sweep_job(payload: dict) -> None:
     rq_job = get_current_job()
     rq_job.connection.delete(sweep_pending_key(job.spool))
     sweep(
-        Spool(job.spool),
+        Spool(job.spool, policy.current().modes),
         job.filing,
         ingest_queue(rq_job.connection, rq_job.origin),
         now=time.time(),

@@ -22,6 +22,7 @@ from watchfiles import watch
 
 from shared import log, part10
 from shared.jobs import Filing, enqueue_names
+from shared.modes import Modes, make_dirs
 from shared.options import Option
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
@@ -67,6 +68,7 @@ ROWS = (
 @dataclass(frozen=True, slots=True)
 class ReprocessSettings:
     spool_dir: str
+    modes: Modes
     filing: Filing
     failed: bool
     imports: tuple[str, ...]
@@ -131,9 +133,9 @@ def _watch(spool: Spool, rq_queue: Queue, settings: ReprocessSettings, stop: Sto
 
 def reprocess(settings: ReprocessSettings) -> int:
     stop = StopSignal().install()
-    spool = Spool(settings.spool_dir)
+    spool = Spool(settings.spool_dir, settings.modes)
     spool.create()
-    Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)  # as receivers do
+    make_dirs(Path(settings.filing.directory), settings.modes)  # as receivers do
     rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
     names = spool.unquarantine() if settings.failed else []
     names += _admit_all(spool, _files(settings.imports), move=settings.move)

@@ -1,0 +1,126 @@
+"""Attempts to file each object, so that one that can never be filed ends in failed/, not in a loop.
+
+An object whose filing fails in a way that is not the storage being unwell (an unexpected error,
+a worker killed or a job timed out while on it) stays in ready/ and is tried again by a later
+job; after `limit` attempts it goes to failed/ with the reason `too many attempts` and the last
+error. Attempts are counted twice:
+
+- in Redis, a hash per spool (name -> attempts), which status and metrics can read cheaply;
+- in the spool, a mark attempts/<name>.json written *before* each attempt, holding the count and,
+  once the attempt failed, its error. It survives Redis's loss (restart without persistence,
+  flush); and since it is written first, an attempt cut short (SIGKILL, job timeout, host lost)
+  counts too: the next attempt finds a mark with no outcome and names that as the last error.
+
+The count is the larger of the two. An attempt that ended in StorageUnavailable is taken back:
+outages never make an object poison. The marks are not fsynced: they stop loops, they do not
+guard objects; a host crash can forget the latest count, which costs one more attempt at most.
+A filed or quarantined object's marks are removed; the recovery sweep removes what a crash left.
+"""
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.client import Pipeline
+
+from shared.modes import make_dir
+from shared.spool import Spool
+
+
+def attempts_key(spool: str) -> str:
+    """Hash of spool object name -> attempts to file it so far, per spool."""
+    return f"pacs-ingest:attempts:{spool}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    name: str
+    number: int  # 1 for the first attempt
+    previous_error: str | None  # how the attempt before this one ended, if there was one
+
+
+class Attempts:
+    """The attempts of one spool's objects; `limit` attempts at most per object."""
+
+    def __init__(self, connection: Redis, spool: Spool, limit: int) -> None:
+        self._connection = connection
+        self._spool = spool
+        self._key = attempts_key(str(spool))
+        self.limit = limit
+        self._worker = f"{socket.gethostname()}.{os.getpid()}"
+
+    def begin(self, name: str) -> Attempt:
+        """Count an attempt to file `name`, in Redis and in its mark, before it is made."""
+        mark = self._read_mark(name)
+        counted = int(self._connection.hincrby(self._key, name, 1))
+        number = max(counted, int(mark.get("attempts", 0)) + 1)
+        if number != counted:  # Redis lost its count: the mark remembers
+            self._connection.hset(self._key, name, number)
+        previous = None
+        if mark:
+            previous = mark.get("error") or (
+                f"attempt {mark.get('attempts')} (worker {mark.get('worker')}) did not finish: "
+                "the worker was killed, or timed out, while filing this object"
+            )
+        self._write_mark(name, {"attempts": number, "worker": self._worker, "error": None})
+        return Attempt(name, number, previous)
+
+    def exhausted(self, attempt: Attempt) -> bool:
+        """True if `attempt` is one more than the limit allows: give up without trying."""
+        return attempt.number > self.limit
+
+    def failed(self, attempt: Attempt, error: BaseException) -> str:
+        """Record how `attempt` failed; the error as it is recorded."""
+        text = f"{type(error).__name__}: {error}"
+        self._write_mark(
+            attempt.name, {"attempts": attempt.number, "worker": self._worker, "error": text}
+        )
+        return text
+
+    def take_back(self, attempt: Attempt) -> None:
+        """Uncount `attempt`: it ended because the storage is unwell, not because of the object."""
+        self._connection.hincrby(self._key, attempt.name, -1)
+        if attempt.number > 1:
+            self._write_mark(
+                attempt.name,
+                {"attempts": attempt.number - 1, "worker": self._worker, "error": None},
+            )
+        else:
+            self._spool.attempt_path(attempt.name).unlink(missing_ok=True)
+
+    def forget(self, names: Iterable[str], pipeline: Pipeline | None = None) -> None:
+        """Remove the counts and marks of objects that left ready/ (filed or quarantined)."""
+        names = list(names)
+        if not names:
+            return
+        for name in names:
+            self._spool.attempt_path(name).unlink(missing_ok=True)
+        (pipeline if pipeline is not None else self._connection).hdel(self._key, *names)
+
+    def _read_mark(self, name: str) -> dict[str, Any]:
+        try:
+            with open(self._spool.attempt_path(name), "rb") as f:
+                mark = orjson.loads(f.read())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError):  # torn by a crash while it was written
+            return {"attempts": 1}
+        return mark if isinstance(mark, dict) else {"attempts": 1}
+
+    def _write_mark(self, name: str, mark: dict[str, Any]) -> None:
+        path = self._spool.attempt_path(name)
+        mark["at"] = time.time()
+        modes = self._spool.modes
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, modes.file)
+        except FileNotFoundError:  # a spool made before attempts/ existed
+            make_dir(path.parent, modes)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, modes.file)
+        with open(fd, "wb") as f:
+            os.fchmod(fd, modes.file)
+            f.write(orjson.dumps(mark))
