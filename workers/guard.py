@@ -11,6 +11,7 @@ nothing it names is touched; the worker goes on with the next job.
 
 from typing import Any
 
+from rq import SimpleWorker
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
@@ -84,3 +85,14 @@ class GuardedJob(Job):
 
     def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
         return None
+
+
+class GuardedWorker(SimpleWorker):
+    """rq's SimpleWorker on GuardedJobs; a refusal is logged once, as job.refused, without rq's
+    traceback (rq still records the job as failed, with the reason)."""
+
+    job_class = GuardedJob
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if not isinstance(exc_info[1], JobRefused):
+            super().handle_exception(job, *exc_info)

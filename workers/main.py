@@ -9,7 +9,6 @@ import argparse
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
-from rq import SimpleWorker
 
 from shared import log, modes
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
@@ -17,7 +16,7 @@ from shared.options import Option, OptionsError, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
 from workers import policy
-from workers.guard import GuardedJob
+from workers.guard import GuardedJob, GuardedWorker
 from workers.lease import WorkerLease
 
 _STOP_TIMEOUT_S = 13.0
@@ -92,11 +91,10 @@ def _worker_process(settings: WorkerSettings) -> None:
     log.configure(settings.log_level, role="worker")
     policy.install(settings.policy)
     connection = connect(settings.redis_url, blocking=True)
-    worker = SimpleWorker(
+    worker = GuardedWorker(
         [ingest_queue(connection, settings.queue, job_class=GuardedJob)],
         connection=connection,
         serializer=OrjsonSerializer,
-        job_class=GuardedJob,
     )
     lease = WorkerLease(connection, worker.name)
     lease.start()
