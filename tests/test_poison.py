@@ -1,0 +1,107 @@
+"""Poison pills: an object whose filing never finishes ends in failed/ after --max-attempts,
+counted across worker crashes and the loss of Redis's data; the other objects are filed."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from redis import Redis
+
+from benchmarks.corpus import make_corpus
+from shared.spool import Spool
+from tests.conftest import Pipeline
+from tests.helpers import archive_files, started_processes, wait_until
+from workers.attempts import Attempts, attempts_key
+
+MAX_ATTEMPTS = 3
+
+
+def _send(paths: list[Path], port: int) -> None:
+    result = subprocess.run(
+        ["storescu", "-aec", "INGEST", "127.0.0.1", str(port), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _marked_attempts(mark: Path) -> int:
+    try:
+        return json.loads(mark.read_text())["attempts"]
+    except (FileNotFoundError, ValueError):  # not yet, or being rewritten
+        return 0
+
+
+def _worker_pid(log_text: str) -> int:
+    return [pid for name, pid in started_processes(log_text) if name.startswith("worker")][-1]
+
+
+def _all_filed(pipeline: Pipeline, count: int) -> bool:
+    return len(archive_files(pipeline.archive)) == count and not any(
+        (pipeline.spool / "ready").iterdir()
+    )
+
+
+def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attempts(
+    pipeline: Pipeline,
+) -> None:
+    redis = Redis.from_url(pipeline.redis_url)
+    pipeline.receive("--receivers", "1")
+    work = pipeline.work("--processes", "1", "--max-attempts", str(MAX_ATTEMPTS))
+    objects = make_corpus(pipeline.tmp_path / "corpus", 4)
+    _send(objects[:2], pipeline.port)
+    wait_until(lambda: _all_filed(pipeline, 2), 60, "the first objects filed")
+
+    # A FIFO in ready/ nobody writes to: a worker opening it to read the header blocks forever,
+    # as on a hung network file system. Old enough for the sweep to enqueue it at once.
+    poison = uuid.uuid4().hex
+    os.mkfifo(pipeline.spool / "ready" / f"{poison}.dcm")
+    os.utime(pipeline.spool / "ready" / f"{poison}.dcm", (time.time() - 60,) * 2)
+    mark = pipeline.spool / "attempts" / f"{poison}.json"
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        wait_until(lambda n=attempt: _marked_attempts(mark) == n, 60, f"attempt {attempt}")
+        assert int(redis.hget(attempts_key(str(pipeline.spool)), poison)) == attempt
+        os.kill(_worker_pid(work.log()), signal.SIGKILL)
+        if attempt > 1:  # the count must survive Redis losing everything (the marks keep it)
+            redis.flushall()
+
+    reason_file = pipeline.spool / "failed" / f"{poison}.json"
+    wait_until(reason_file.exists, 60, "the poison object in failed/")
+    reason = json.loads(reason_file.read_text())
+    assert reason["reason"] == "too many attempts"
+    assert reason["attempts"] == MAX_ATTEMPTS
+    assert f"attempt {MAX_ATTEMPTS} " in reason["error"]
+    assert "did not finish" in reason["error"]
+    assert stat.S_ISFIFO((pipeline.spool / "failed" / f"{poison}.dcm").stat().st_mode)
+    assert not mark.exists()
+    assert redis.hget(attempts_key(str(pipeline.spool)), poison) is None
+
+    _send(objects[2:], pipeline.port)
+    wait_until(lambda: _all_filed(pipeline, 4), 60, "the later objects filed")
+    assert list((pipeline.spool / "attempts").iterdir()) == []
+    assert sorted(p.name for p in (pipeline.spool / "failed").iterdir()) == sorted(
+        [f"{poison}.dcm", f"{poison}.json"]
+    )
+
+
+def test_a_storage_outage_is_not_counted_as_an_attempt(tmp_path: Path, redis_url: str) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    attempts = Attempts(Redis.from_url(redis_url), spool, limit=2)
+    first = attempts.begin("x")
+    attempts.take_back(first)
+    assert attempts.begin("x").number == 1
+    attempts.failed(attempts.begin("x"), RuntimeError("boom"))
+    third = attempts.begin("x")
+    assert (third.number, third.previous_error) == (3, "RuntimeError: boom")
+    assert attempts.exhausted(third)
+    attempts.forget(["x"])
+    assert not spool.attempt_path("x").exists()
+    assert attempts.begin("x").number == 1
