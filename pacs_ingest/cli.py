@@ -101,9 +101,10 @@ COMMANDS = {
         lambda args: receive(ReceiverSettings.from_args(args)),
     ),
     "work": Command(
-        f"{PROG} work [options] --redis-url url",
+        f"{PROG} work [options] --redis-url url --allow-directory dir...",
         "Worker processes only: file spooled objects; any number of hosts may run workers on "
-        "one queue.",
+        "one queue. They run only pacs-ingest's jobs, and only on spools and archive roots below "
+        "--allow-directory.",
         (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
         lambda args: work(WorkerSettings.from_args(args, args.processes)),
     ),
