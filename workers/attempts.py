@@ -55,7 +55,10 @@ class Attempts:
         self._worker = f"{socket.gethostname()}.{os.getpid()}"
 
     def begin(self, name: str) -> Attempt:
-        """Count an attempt to file `name`, in Redis and in its mark, before it is made."""
+        """Count an attempt to file `name`, in Redis and in its mark, before it is made.
+
+        Raises OSError, and counts nothing, if the spool cannot take the mark (full, failing).
+        """
         mark = self._read_mark(name)
         counted = int(self._connection.hincrby(self._key, name, 1))
         number = max(counted, int(mark.get("attempts", 0)) + 1)
@@ -67,7 +70,13 @@ class Attempts:
                 f"attempt {mark.get('attempts')} (worker {mark.get('worker')}) did not finish: "
                 "the worker was killed, or timed out, while filing this object"
             )
-        self._write_mark(name, {"attempts": number, "worker": self._worker, "error": None})
+        try:
+            self._write_mark(
+                name, {"attempts": number, "worker": self._worker, "error": None}, first=not mark
+            )
+        except OSError:
+            self._connection.hincrby(self._key, name, -1)
+            raise
         return Attempt(name, number, previous)
 
     def exhausted(self, attempt: Attempt) -> bool:
@@ -108,19 +117,29 @@ class Attempts:
                 mark = orjson.loads(f.read())
         except FileNotFoundError:
             return {}
-        except (OSError, orjson.JSONDecodeError):  # torn by a crash while it was written
+        except (OSError, orjson.JSONDecodeError):  # unreadable: count it as one attempt
             return {"attempts": 1}
         return mark if isinstance(mark, dict) else {"attempts": 1}
 
-    def _write_mark(self, name: str, mark: dict[str, Any]) -> None:
+    def _write_mark(self, name: str, mark: dict[str, Any], *, first: bool = False) -> None:
+        """Write the mark so that a failed write (spool full) leaves the one before, if any: the
+        `first` one straight into place (removed if the write fails), later ones by a rename."""
         path = self._spool.attempt_path(name)
+        target = path if first else path.with_name(path.name + ".tmp")
         mark["at"] = time.time()
         modes = self._spool.modes
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if first else os.O_TRUNC)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, modes.file)
+            fd = os.open(target, flags, modes.file)
         except FileNotFoundError:  # a spool made before attempts/ existed
             make_dir(path.parent, modes)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, modes.file)
-        with open(fd, "wb") as f:
-            os.fchmod(fd, modes.file)
-            f.write(orjson.dumps(mark))
+            fd = os.open(target, flags, modes.file)
+        try:
+            with open(fd, "wb") as f:
+                os.fchmod(fd, modes.file)
+                f.write(orjson.dumps(mark))
+            if not first:
+                os.replace(target, path)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise

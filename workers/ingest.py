@@ -147,9 +147,13 @@ def file_counted(
 ) -> Filed:
     """file_object as one counted attempt; after `attempts.limit` failed ones, failed/.
 
-    Raises StorageUnavailable (uncounted) and JobTimeoutException (counted: the job is over).
+    Raises StorageUnavailable (uncounted; also when the spool cannot take the attempt's mark)
+    and JobTimeoutException (counted: the job is over).
     """
-    attempt = attempts.begin(name)
+    try:
+        attempt = attempts.begin(name)
+    except OSError as exc:
+        raise StorageUnavailable(exc.errno, f"spool: {exc.strerror}") from exc
     if attempts.exhausted(attempt):
         return _give_up(spool, attempt, attempt.number - 1, attempt.previous_error)
     try:
