@@ -36,7 +36,7 @@ ROWS = (
 ALLOW_DIRECTORY = Option(
     ("--allow-directory",),
     "the only folders whose trees jobs may name as spool or archive root; a job naming "
-    "another is refused (work: required; up: its --directory and --spool-dir)",
+    "another is refused (work: required; up: its --directory and --spool-dir, and these)",
     "filing",
     type=str,
     kind="multi",
@@ -68,10 +68,11 @@ class WorkerSettings:
 
     @classmethod
     def from_args(
-        cls, args: argparse.Namespace, processes: int, default_allowed: tuple[str, ...] = ()
+        cls, args: argparse.Namespace, processes: int, own_directories: tuple[str, ...] = ()
     ) -> "WorkerSettings":
-        """Settings from parsed options; OptionsError if no directory is allowed at all."""
-        allowed = tuple(args.allow_directory) or default_allowed
+        """Settings from parsed options; `own_directories` are allowed in any case (`up`'s spool
+        and archive). OptionsError if no directory is allowed at all."""
+        allowed = (*own_directories, *args.allow_directory)
         if not allowed:
             raise OptionsError(
                 "missing --allow-directory: name the folders holding the spools and archive "
