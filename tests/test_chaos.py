@@ -82,25 +82,37 @@ class Sender(threading.Thread):
                 time.sleep(0.5)  # the receiver it talked to died: let it come back
 
 
+def _stored(pipeline: Pipeline) -> int:
+    """Objects made durable so far: waiting in the spool or filed."""
+    waiting = sum(1 for _ in (pipeline.spool / "ready").rglob("*.dcm"))
+    return waiting + sum(1 for p in pipeline.archive.rglob("*.dcm"))
+
+
 def _chaos(
     pipeline: Pipeline, redis: RedisServer, senders: list[Sender], rng: random.Random
 ) -> Counter:
-    """Kill a random worker every second, one receiver once, restart Redis once."""
+    """Kill a random worker at every 4 % of the objects stored, one receiver at 30 %, restart
+    Redis at 60 %.
+
+    The schedule follows progress, not the clock: however fast the pipeline gets, every fault
+    strikes while objects are in flight.
+    """
     done = Counter()
-    started = time.monotonic()
+    next_worker_kill = 0.04
     while any(s.is_alive() for s in senders):
-        time.sleep(1)
+        time.sleep(0.1)
+        progress = _stored(pipeline) / OBJECTS
         log_text = pipeline.commands[0].log()
         workers = _pids(log_text, "worker-")
-        if workers:
+        if workers and progress >= next_worker_kill:
             os.kill(rng.choice(workers), signal.SIGKILL)
             done["workers killed"] += 1
-        elapsed = time.monotonic() - started
-        if elapsed > 8 and not done["receivers killed"]:
+            next_worker_kill = progress + 0.04
+        if progress >= 0.3 and not done["receivers killed"]:
             receivers = _pids(log_text, "receiver-")
             os.kill(rng.choice(receivers), signal.SIGKILL)
             done["receivers killed"] += 1
-        if elapsed > 16 and not done["redis restarts"]:
+        if progress >= 0.6 and not done["redis restarts"]:
             redis.stop()
             redis.start(port=redis.port)
             done["redis restarts"] += 1
