@@ -13,10 +13,13 @@ from pathlib import Path
 from redis import Redis
 
 from benchmarks.corpus import make_corpus
+from shared.jobs import Filing
+from shared.queue import ingest_queue
 from shared.spool import Spool
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, started_processes, wait_until
 from workers.attempts import Attempts, attempts_key
+from workers.recovery import sweep
 
 MAX_ATTEMPTS = 3
 
@@ -105,3 +108,20 @@ def test_a_storage_outage_is_not_counted_as_an_attempt(tmp_path: Path, redis_url
     attempts.forget(["x"])
     assert not spool.attempt_path("x").exists()
     assert attempts.begin("x").number == 1
+
+
+def test_the_sweep_removes_the_attempts_of_objects_that_left_ready_and_keeps_the_rest(
+    tmp_path: Path, redis_url: str
+) -> None:
+    connection = Redis.from_url(redis_url)
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    attempts = Attempts(connection, spool, limit=3)
+    for name in ("filed", "waiting"):
+        spool.ready_path(name).write_bytes(b"")
+        attempts.begin(name)
+    spool.ready_path("filed").unlink()  # filed by a worker killed before it forgot the marks
+    filing = Filing(str(tmp_path / "archive"), None, rename_retries=0, rename_retry_jitter=0)
+    sweep(spool, filing, ingest_queue(connection), now=time.time())
+    assert spool.attempt_names() == ["waiting"]
+    assert connection.hkeys(attempts_key(str(spool))) == [b"waiting"]

@@ -70,14 +70,25 @@ def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
     }
 
 
-def _forget_attempts(spool: Spool, connection: Redis, ready: dict[str, float]) -> None:
-    """Drop the attempt counts and marks a crash left behind for objects that left ready/."""
-    key = attempts_key(str(spool))
-    counted = [name.decode() for name in connection.hkeys(key)]
+def _attempted(spool: Spool, connection: Redis) -> tuple[list[str], list[str]]:
+    """(names counted in Redis, names marked in the spool) of objects with attempts."""
+    counted = [name.decode() for name in connection.hkeys(attempts_key(str(spool)))]
+    return counted, spool.attempt_names()
+
+
+def _forget_attempts(
+    spool: Spool, connection: Redis, attempted: tuple[list[str], list[str]], ready: dict
+) -> None:
+    """Drop the attempt counts and marks a crash left behind for objects that left ready/.
+
+    `attempted` must be read before `ready`: a worker marks only objects already in ready/, so
+    a name marked then and missing from ready/ after really has left it.
+    """
+    counted, marked = attempted
     stale = [name for name in counted if name not in ready]
     if stale:
-        connection.hdel(key, *stale)
-    for name in spool.attempt_names():
+        connection.hdel(attempts_key(str(spool)), *stale)
+    for name in marked:
         if name not in ready:
             spool.attempt_path(name).unlink(missing_ok=True)
 
@@ -91,11 +102,12 @@ def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> Sweep
     tracked = {
         k.decode(): v.decode() for k, v in connection.hgetall(tracked_key(str(spool))).items()
     }
+    attempted = _attempted(spool, connection)
     ready = dict(spool.ready_names())
     forgotten = [name for name in tracked if name not in ready]
     if forgotten:
         connection.hdel(tracked_key(str(spool)), *forgotten)
-    _forget_attempts(spool, connection, ready)
+    _forget_attempts(spool, connection, attempted, ready)
     if on_hold(connection, str(spool)):
         return SweepResult(len(ready), 0, len(forgotten), len(removed))
     live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
