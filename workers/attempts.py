@@ -5,16 +5,20 @@ a worker killed or a job timed out while on it) stays in ready/ and is tried aga
 job; after `limit` attempts it goes to failed/ with the reason `too many attempts` and the last
 error. Attempts are counted twice:
 
-- in Redis, a hash per spool (name -> attempts), which status and metrics can read cheaply;
-- in the spool, a mark attempts/<name>.json written *before* each attempt, holding the count and,
-  once the attempt failed, its error. It survives Redis's loss (restart without persistence,
-  flush); and since it is written first, an attempt cut short (SIGKILL, job timeout, host lost)
-  counts too: the next attempt finds a mark with no outcome and names that as the last error.
+- in the spool, a mark attempts/<name>.json written *before* each attempt, holding the number of
+  attempts begun and, once one failed, its error. Since it is written first, an attempt cut short
+  (SIGKILL, job timeout, host lost) counts too: the next attempt finds a mark with no outcome and
+  names that as the last error. It survives Redis's loss (restart without persistence, flush).
+- in Redis, a hash per spool (name -> attempts that failed or were cut short), for status and
+  metrics, and in case a mark is lost. It is written when an attempt is known to have failed:
+  at once for an error, at the next attempt for one cut short. The first attempt at an object,
+  by far the most common, costs no Redis round trip.
 
-The count is the larger of the two. An attempt that ended in StorageUnavailable is taken back:
-outages never make an object poison. The marks are not fsynced: they stop loops, they do not
-guard objects; a host crash can forget the latest count, which costs one more attempt at most.
-A filed or quarantined object's marks are removed; the recovery sweep removes what a crash left.
+An attempt's number is one more than the larger of the two counts. An attempt that ended in
+StorageUnavailable is taken back: outages never make an object poison. The marks are not fsynced:
+they stop loops, they do not guard objects; a host crash can forget the latest marks, which costs
+a few more attempts at most. A filed or quarantined object's marks are removed; the recovery
+sweep removes what a crash left behind.
 """
 
 import os
@@ -33,7 +37,7 @@ from shared.spool import Spool
 
 
 def attempts_key(spool: str) -> str:
-    """Hash of spool object name -> attempts to file it so far, per spool."""
+    """Hash of spool object name -> attempts to file it that failed or were cut short."""
     return f"pacs-ingest:attempts:{spool}"
 
 
@@ -55,49 +59,61 @@ class Attempts:
         self._worker = f"{socket.gethostname()}.{os.getpid()}"
 
     def begin(self, name: str) -> Attempt:
-        """Count an attempt to file `name`, in Redis and in its mark, before it is made.
+        """Count an attempt to file `name` in its mark, before it is made.
 
         Raises OSError, and counts nothing, if the spool cannot take the mark (full, failing).
         """
         mark = self._read_mark(name)
-        counted = int(self._connection.hincrby(self._key, name, 1))
-        number = max(counted, int(mark.get("attempts", 0)) + 1)
-        if number != counted:  # Redis lost its count: the mark remembers
-            self._connection.hset(self._key, name, number)
-        previous = None
+        number, previous = 1, None
         if mark:
+            begun = int(mark.get("attempts", 1))
             previous = mark.get("error") or (
-                f"attempt {mark.get('attempts')} (worker {mark.get('worker')}) did not finish: "
-                "the worker was killed, or timed out, while filing this object"
+                f"attempt {begun} (worker {mark.get('worker')}) did not finish: the worker was "
+                "killed, or timed out, while filing this object"
             )
-        try:
-            self._write_mark(
-                name, {"attempts": number, "worker": self._worker, "error": None}, first=not mark
-            )
-        except OSError:
-            self._connection.hincrby(self._key, name, -1)
-            raise
+            number = max(begun, self._count_failure(name, begun, cut_short=not mark.get("error")))
+            number += 1
+        self._write_mark(
+            name, {"attempts": number, "worker": self._worker, "error": None}, first=not mark
+        )
         return Attempt(name, number, previous)
+
+    def _count_failure(self, name: str, begun: int, *, cut_short: bool) -> int:
+        """The failures Redis knows of `name`, with the cut-short attempt `begun` added, and
+        brought up to `begun` if Redis lost count."""
+        failures = int(
+            self._connection.hincrby(self._key, name, 1)
+            if cut_short
+            else self._connection.hget(self._key, name) or 0
+        )
+        if failures < begun:
+            self._connection.hset(self._key, name, begun)
+        return failures
 
     def exhausted(self, attempt: Attempt) -> bool:
         """True if `attempt` is one more than the limit allows: give up without trying."""
         return attempt.number > self.limit
 
     def failed(self, attempt: Attempt, error: BaseException) -> str:
-        """Record how `attempt` failed; the error as it is recorded."""
+        """Record how `attempt` failed, in its mark and in Redis; the error as recorded."""
         text = f"{type(error).__name__}: {error}"
         self._write_mark(
             attempt.name, {"attempts": attempt.number, "worker": self._worker, "error": text}
         )
+        self._connection.hincrby(self._key, attempt.name, 1)
         return text
 
     def take_back(self, attempt: Attempt) -> None:
-        """Uncount `attempt`: it ended because the storage is unwell, not because of the object."""
-        self._connection.hincrby(self._key, attempt.name, -1)
+        """Uncount `attempt`: it ended because the storage is unwell, not because of the object.
+        The mark goes back to the attempt before, with how that one ended (already counted)."""
         if attempt.number > 1:
             self._write_mark(
                 attempt.name,
-                {"attempts": attempt.number - 1, "worker": self._worker, "error": None},
+                {
+                    "attempts": attempt.number - 1,
+                    "worker": self._worker,
+                    "error": attempt.previous_error,
+                },
             )
         else:
             self._spool.attempt_path(attempt.name).unlink(missing_ok=True)

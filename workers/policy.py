@@ -8,6 +8,7 @@ an object) are set here once, when the worker process starts, before it takes it
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from shared.modes import Modes
@@ -27,8 +28,14 @@ class WorkerPolicy:
 
     def allows(self, directory: str) -> bool:
         """True if `directory`, symbolic links resolved, is an allowed directory or below one."""
-        resolved = Path(os.path.realpath(directory))
+        resolved = _resolved(directory)
         return any(resolved.is_relative_to(root) for root in self.allowed_directories)
+
+
+@lru_cache(maxsize=256)
+def _resolved(directory: str) -> Path:
+    """realpath(3) walks every component (an lstat each); jobs name the same few folders."""
+    return Path(os.path.realpath(directory))
 
 
 _installed: WorkerPolicy | None = None
