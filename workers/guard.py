@@ -20,6 +20,9 @@ from shared.jobs import INGEST_FUNCTION, SWEEP_FUNCTION, IngestJob, JobPayloadEr
 from workers import policy
 
 _PAYLOADS: dict[str, Any] = {INGEST_FUNCTION: IngestJob, SWEEP_FUNCTION: SweepJob}
+# Spool names are 32 hex digits; anything much longer is no object of ours (and one too long
+# for the file system would fail as if the spool were unwell).
+_MAX_NAME_BYTES = 128
 
 
 class JobRefused(Exception):
@@ -27,7 +30,12 @@ class JobRefused(Exception):
 
 
 def _plain_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
+    return (
+        0 < len(name.encode(errors="replace")) <= _MAX_NAME_BYTES
+        and "/" not in name
+        and "\0" not in name
+        and name not in (".", "..")
+    )
 
 
 def _payload_refusal(func_name: str, args: Any, allowed: policy.WorkerPolicy) -> str | None:

@@ -153,6 +153,8 @@ def file_counted(
     try:
         attempt = attempts.begin(name)
     except OSError as exc:
+        if exc.errno not in TRANSIENT_ERRNOS:
+            raise
         raise StorageUnavailable(exc.errno, f"spool: {exc.strerror}") from exc
     if attempts.exhausted(attempt):
         return _give_up(spool, attempt, attempt.number - 1, attempt.previous_error)
