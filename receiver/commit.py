@@ -1,16 +1,20 @@
 """Group commit: the stores that finish together are made durable together, share one fsync of
-ready/ and one Redis round trip, and each is answered only once all of that is done.
+ready/ and one Redis round trip, and each is answered once it is durable.
 
-One thread per receiver process, the flusher, does everything that blocks, a group at a time:
-fsync and close each part file and rename it into ready/, fsync ready/ once, enqueue the group's
-names in one pipeline. The event loop hands it a group when it is idle and is handed the results
-back, so a group costs one wake-up each way however many stores it holds, and the loop never
-waits on a disk or on Redis. While the flusher works, the stores finishing meanwhile gather for
-the next group: under load many stores share each flush; alone, a store pays for exactly one.
+A store's part file is fsynced, closed and renamed into ready/ by a small thread pool as soon as
+its last byte is written: fsyncs of different files overlap on the disk, so a store does not
+wait for the ones before it. One thread per receiver process, the flusher, then takes the stores
+that finished together as a group: it waits for their files, fsyncs ready/ once, answers them,
+and enqueues the group's names in one round trip. The event loop hands it a group when it is
+idle and is handed the results back, so a group costs one wake-up each way however many stores it
+holds, and the loop never waits on a disk or on Redis. While the flusher works, the stores
+finishing meanwhile gather for the next group.
 
-When Redis cannot take a group, its objects are durable all the same (the sender gets Success
-unless --require-queue); their names are kept and enqueued with a later group, so a restarted
-Redis gets them within seconds, and the recovery sweep is the backstop for the rest.
+A store is answered before its name reaches Redis: the spool, not the queue, is the truth, and a
+name the receiver fails to enqueue (Redis away, the process killed) is found by the recovery
+sweep. With --require-queue the answer waits for the enqueue, and says whether it happened.
+When Redis cannot take a group, its names are kept and enqueued with a later group, so a
+restarted Redis gets them within seconds.
 """
 
 import asyncio
@@ -18,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -28,28 +33,39 @@ from shared.spool import Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # names kept for a later enqueue; beyond that the sweep finds them
+# Part files made durable at once: enough for the stores of a busy process to overlap on the
+# disk; more only adds threads.
+_FSYNC_THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """One object's fate: `durable` once it is in ready/ and ready/ is flushed, `enqueued` if
-    Redis took its name; `error` says why it is not durable."""
+    """One object's fate: `durable` once it is in ready/ and ready/ is flushed; `enqueued` if
+    Redis took its name, or None when the answer did not wait for Redis (no --require-queue);
+    `error` says why it is not durable."""
 
     durable: bool
-    enqueued: bool
+    enqueued: bool | None
     error: str = ""
 
 
-_Group = list[tuple[PartFile, asyncio.Future[Commit]]]
+# A store in a group: its part file, the pool's work making it durable (an error message, or ""
+# once it is in ready/), and the future its association waits on.
+_Group = list[tuple[PartFile, "Future[str]", asyncio.Future[Commit]]]
 
 
 class GroupCommit:
     """The group commit of one receiver process. `enqueue(names)` puts one group's names on
-    the queue in one round trip (raising RedisError if it cannot)."""
+    the queue in one round trip (raising RedisError if it cannot); with `wait_for_queue`
+    (--require-queue) stores are answered only after it."""
 
-    def __init__(self, spool: Spool, enqueue: Callable[[list[str]], None]) -> None:
+    def __init__(
+        self, spool: Spool, enqueue: Callable[[list[str]], None], *, wait_for_queue: bool
+    ) -> None:
         self._spool = spool
         self._enqueue = enqueue
+        self._wait_for_queue = wait_for_queue
+        self._pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
         self._gathering: _Group = []  # event loop only
         self._flushing = False  # event loop only: the flusher has a group
         self._groups: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, _Group] | None] = (
@@ -64,7 +80,7 @@ class GroupCommit:
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Commit] = loop.create_future()
-        self._gathering.append((part, future))
+        self._gathering.append((part, self._pool.submit(self._make_durable, part), future))
         if not self._flushing:
             self._hand_over(loop)
         return future
@@ -79,19 +95,34 @@ class GroupCommit:
         self._flushing = True
         self._groups.put((loop, group))
 
-    def _flushed(self, loop: asyncio.AbstractEventLoop, group: _Group, commits: list) -> None:
-        """On the event loop: answer the group's stores; hand over the next group, if any."""
-        for (_, future), commit in zip(group, commits, strict=True):
+    def _answer(self, group: _Group, commits: list[Commit]) -> None:
+        """On the event loop: tell the group's stores their fate."""
+        for (_, _, future), commit in zip(group, commits, strict=True):
             if not future.done():
                 future.set_result(commit)
+
+    def _flushed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: the flusher is free; hand over the next group, if any."""
         self._flushing = False
         if self._gathering:
             self._hand_over(loop)
 
     def close(self) -> None:
-        """Finish the group being flushed, then stop the flusher."""
+        """Finish the group being flushed, then stop the flusher and the pool."""
         self._groups.put(None)
         self._thread.join()
+        self._pool.shutdown()
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    def _make_durable(self, part: PartFile) -> str:
+        """fsync `part` and move it into ready/; "" or why it could not be."""
+        try:
+            part.make_durable(self._spool)
+        except OSError as exc:
+            part.discard()
+            return f"cannot spool: {exc.strerror or exc}"
+        return ""
 
     # -- the flusher thread --------------------------------------------------------------------
 
@@ -99,41 +130,40 @@ class GroupCommit:
         while (item := self._groups.get()) is not None:
             loop, group = item
             try:
-                commits = self._flush([part for part, _ in group])
+                self._flush(loop, group)
             except Exception as exc:  # the flusher must outlive any one group
                 log.error("commit.failed", error=repr(exc))
-                commits = [Commit(False, False, f"commit failed: {exc!r}")] * len(group)
-            loop.call_soon_threadsafe(self._flushed, loop, group, commits)
+                failed = Commit(False, None, f"commit failed: {exc!r}")
+                loop.call_soon_threadsafe(self._answer, group, [failed] * len(group))
+            loop.call_soon_threadsafe(self._flushed, loop)
 
-    def _flush(self, parts: list[PartFile]) -> list[Commit]:
-        commits: list[Commit | None] = []
-        ready = []
-        for part in parts:
-            try:
-                part.make_durable(self._spool)
-            except OSError as exc:
-                part.discard()
-                commits.append(Commit(False, False, f"cannot spool: {exc.strerror or exc}"))
-                continue
-            commits.append(None)  # decided below, with the group
-            ready.append(part.name)
+    def _flush(self, loop: asyncio.AbstractEventLoop, group: _Group) -> None:
+        errors = [durable.result() for _, durable, _ in group]
+        ready = [part.name for (part, _, _), error in zip(group, errors, strict=True) if not error]
         if ready:
             try:
                 self._spool.sync_ready()
             except OSError as exc:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
-                failed = Commit(False, False, f"spool flush failed: {exc.strerror or exc}")
-                return [commit or failed for commit in commits]
-        group = self._enqueue_group(ready)
-        return [commit or group for commit in commits]
+                reason = f"spool flush failed: {exc.strerror or exc}"
+                errors = [error or reason for error in errors]
+                ready = []
+        enqueued = self._enqueue_group(ready) if self._wait_for_queue else None
+        commits = [
+            Commit(False, None, error) if error else Commit(True, enqueued) for error in errors
+        ]
+        loop.call_soon_threadsafe(self._answer, group, commits)
+        if not self._wait_for_queue:
+            self._enqueue_group(ready)
 
-    def _enqueue_group(self, names: list[str]) -> Commit:
+    def _enqueue_group(self, names: list[str]) -> bool:
+        """Enqueue `names` and any kept earlier; True if Redis took them."""
         if time.monotonic() < self._redis_down_until:
             self._keep_unqueued(names)
-            return Commit(True, False)
+            return False
         pending = self._unqueued + names
         if not pending:
-            return Commit(True, True)
+            return True
         try:
             self._enqueue(pending)
         except RedisError as exc:
@@ -142,11 +172,11 @@ class GroupCommit:
             log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
             self._unqueued = []
             self._keep_unqueued(pending)
-            return Commit(True, False)
+            return False
         if self._unqueued:
             log.event("queue.enqueued_late", objects=len(self._unqueued))
         self._unqueued = []
-        return Commit(True, True)
+        return True
 
     def _keep_unqueued(self, names: list[str]) -> None:
         room = _MAX_UNQUEUED - len(self._unqueued)

@@ -79,7 +79,7 @@ class Receiver:
         def enqueue(names: list[str]) -> None:
             enqueue_ingest(rq_queue, IngestJob(str(self.spool), tuple(names), settings.filing))
 
-        self.committer = GroupCommit(self.spool, enqueue)
+        self.committer = GroupCommit(self.spool, enqueue, wait_for_queue=settings.require_queue)
         policy = StorePolicy(
             settings.status,
             settings.ignore,

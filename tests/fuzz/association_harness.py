@@ -72,7 +72,7 @@ class AssociationHarness:
         self.spool = Spool(self._directory.name)
         self.spool.create()
         self.enqueued: list[str] = []
-        self.committer = GroupCommit(self.spool, self.enqueued.extend)
+        self.committer = GroupCommit(self.spool, self.enqueued.extend, wait_for_queue=False)
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._on_loop_error)
         self._loop_errors: list[str] = []
