@@ -74,6 +74,7 @@ def test_jobs_naming_other_functions_or_directories_are_refused_and_filing_goes_
             {},
         ),
         (SWEEP_FUNCTION, [{"spool": spool, "filing": _filing(elsewhere)}], {}),
+        (INGEST_FUNCTION, [{"spool": spool, "names": ["n" * 300], "filing": _filing(archive)}], {}),
     ]
     # Ahead of the receiver's jobs (run by rq itself), and behind them (where a running ingest
     # job takes waiting ones off the queue itself).
@@ -100,6 +101,7 @@ def test_jobs_naming_other_functions_or_directories_are_refused_and_filing_goes_
             f"directory {elsewhere} is outside the allowed directories",
             f"directory {elsewhere} is outside the allowed directories",
             f"object name '../ready/{ready[0]}' is not a file name",
+            f"object name '{'n' * 300}' is not a file name",
         ]
     ), reasons
     assert not pwned.exists()
