@@ -3,6 +3,7 @@ counted across worker crashes and the loss of Redis's data; the other objects ar
 
 import json
 import os
+import random
 import signal
 import stat
 import subprocess
@@ -10,7 +11,9 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from redis import Redis
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from benchmarks.corpus import make_corpus
 from shared.jobs import Filing
@@ -19,6 +22,7 @@ from shared.spool import Spool
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, started_processes, wait_until
 from workers.attempts import Attempts, attempts_key
+from workers.ingest import file_counted
 from workers.recovery import sweep
 
 MAX_ATTEMPTS = 3
@@ -132,3 +136,31 @@ def test_the_sweep_removes_the_attempts_of_objects_that_left_ready_and_keeps_the
     sweep(spool, filing, ingest_queue(connection), now=time.time())
     assert spool.attempt_names() == ["waiting"]
     assert connection.hkeys(attempts_key(str(spool))) == [b"waiting"]
+
+
+@pytest.mark.timeout(60, method="thread")  # rq's death penalty takes SIGALRM for itself
+def test_an_object_that_makes_its_job_time_out_counts_and_ends_in_failed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    connection = Redis.from_url(redis_url)
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    (tmp_path / "archive").mkdir()
+    os.mkfifo(spool.ready_path("stuck"))  # opening it to read the header never returns
+    filing = Filing(str(tmp_path / "archive"), None, rename_retries=0, rename_retry_jitter=0)
+    attempts = Attempts(connection, spool, limit=2)
+    for attempt in (1, 2):
+        with (
+            pytest.raises(JobTimeoutException),
+            UnixSignalDeathPenalty(1, JobTimeoutException),
+        ):
+            file_counted(spool, "stuck", filing, random.Random(), attempts)
+        if attempt == 1:
+            mark = json.loads(spool.attempt_path("stuck").read_text())
+            assert mark["error"].startswith("JobTimeoutException: Task exceeded maximum timeout")
+            assert int(connection.hget(attempts_key(str(spool)), "stuck")) == 1
+            assert stat.S_ISFIFO(spool.ready_path("stuck").stat().st_mode)
+    reason = json.loads((spool.failed / "stuck.json").read_text())
+    assert (reason["reason"], reason["attempts"]) == ("too many attempts", 2)
+    assert reason["error"].startswith("JobTimeoutException: Task exceeded maximum timeout")
+    assert not spool.ready_path("stuck").exists()
