@@ -5,7 +5,7 @@ An object's life in the spool:
     incoming/<host>.<pid>/<name>.part   being received by one receiver process
     ready/<name>.dcm                    durable and acknowledged; waiting to be filed
     failed/<name>.dcm + <name>.json     could not be filed; the JSON says why
-    attempts/<name>.json                a worker is filing it, or tried and failed (see
+    attempts/<name>, <name>.json        a worker is filing it, or tried and failed (see
                                         workers.attempts); removed once it leaves ready/
 
 Once an object is in ready/ it leaves only by being filed or quarantined, so ready/ is the truth
@@ -133,19 +133,31 @@ class Spool:
         target = self.failed_path(name)
         os.rename(self.ready_path(name), target)
         fsync_dir(self.failed)
-        self.attempt_path(name).unlink(missing_ok=True)
+        self.remove_attempt_marks(name)
         return target
 
-    def attempt_names(self) -> list[str]:
-        """The names of the objects that have an attempt mark."""
+    def attempt_marks(self) -> list[tuple[str, Path]]:
+        """(object name, path) of every attempt mark, of whatever form."""
         try:
-            return [path.stem for path in self.attempts.glob("*.json")]
+            entries = os.listdir(self.attempts)
         except FileNotFoundError:
             return []
+        return [
+            (entry.removesuffix(".tmp").removesuffix(".json"), self.attempts / entry)
+            for entry in entries
+        ]
+
+    def attempt_link_path(self, name: str) -> Path:
+        """A hard link to ready/<name>: the mark of a first attempt (see workers.attempts)."""
+        return self.attempts / name
 
     def attempt_path(self, name: str) -> Path:
-        """The mark a worker writes before each attempt to file `name` (see workers.attempts)."""
+        """The record of the attempts at `name` after the first (see workers.attempts)."""
         return self.attempts / (name + ".json")
+
+    def remove_attempt_marks(self, name: str) -> None:
+        self.attempt_link_path(name).unlink(missing_ok=True)
+        self.attempt_path(name).unlink(missing_ok=True)
 
     def unquarantine(self) -> list[str]:
         """Move every object in failed/ back to ready/ (reason files removed); their names."""

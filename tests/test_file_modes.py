@@ -85,14 +85,16 @@ def test_file_mode_and_dir_mode_are_applied_exactly_whatever_the_umask(pipeline:
     assert _modes_below(pipeline.spool)[1] == {0o770}
 
 
-def test_failed_reasons_and_attempt_marks_get_the_file_mode(tmp_path: Path, redis_url: str) -> None:
+def test_failed_reasons_and_attempt_records_get_the_file_mode(
+    tmp_path: Path, redis_url: str
+) -> None:
     modes = Modes(file=0o600, dir=0o700)
     with _umask(0):
         spool = Spool(tmp_path / "spool", modes)
         spool.create()
         spool.ready_path("x").write_bytes(b"not DICOM")
         attempts = Attempts(Redis.from_url(redis_url), spool, limit=3)
-        attempts.begin("x")
+        attempts.failed(attempts.begin("x"), RuntimeError("boom"))
         assert stat.S_IMODE(spool.attempt_path("x").stat().st_mode) == 0o600
         spool.quarantine("x", {"reason": "test"})
     assert stat.S_IMODE((spool.failed / "x.json").stat().st_mode) == 0o600

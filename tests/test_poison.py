@@ -39,10 +39,13 @@ def _send(paths: list[Path], port: int) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _marked_attempts(mark: Path) -> int:
+def _marked_attempts(spool: Spool, name: str) -> int:
+    """Attempts begun at `name`, as its marks say: the record's count, else 1 for the link."""
     try:
-        return json.loads(mark.read_text())["attempts"]
-    except (FileNotFoundError, ValueError):  # not yet, or being rewritten
+        return json.loads(spool.attempt_path(name).read_text())["attempts"]
+    except FileNotFoundError:
+        return 1 if spool.attempt_link_path(name).exists() else 0
+    except ValueError:  # being written
         return 0
 
 
@@ -71,9 +74,9 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     poison = uuid.uuid4().hex
     os.mkfifo(pipeline.spool / "ready" / f"{poison}.dcm")
     os.utime(pipeline.spool / "ready" / f"{poison}.dcm", (time.time() - 60,) * 2)
-    mark = pipeline.spool / "attempts" / f"{poison}.json"
+    spool = Spool(pipeline.spool)
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        wait_until(lambda n=attempt: _marked_attempts(mark) == n, 60, f"attempt {attempt}")
+        wait_until(lambda n=attempt: _marked_attempts(spool, poison) == n, 60, f"attempt {attempt}")
         # Redis counts the attempts known to have failed: those cut short before this one.
         assert int(redis.hget(attempts_key(str(pipeline.spool)), poison) or 0) == attempt - 1
         os.kill(_worker_pid(work.log()), signal.SIGKILL)
@@ -88,7 +91,7 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     assert f"attempt {MAX_ATTEMPTS} " in reason["error"]
     assert "did not finish" in reason["error"]
     assert stat.S_ISFIFO((pipeline.spool / "failed" / f"{poison}.dcm").stat().st_mode)
-    assert not mark.exists()
+    assert spool.attempt_marks() == []
     assert redis.hget(attempts_key(str(pipeline.spool)), poison) is None
 
     _send(objects[2:], pipeline.port)
@@ -102,6 +105,7 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
 def test_a_storage_outage_is_not_counted_as_an_attempt(tmp_path: Path, redis_url: str) -> None:
     spool = Spool(tmp_path / "spool")
     spool.create()
+    spool.ready_path("x").write_bytes(b"")
     connection = Redis.from_url(redis_url)
     attempts = Attempts(connection, spool, limit=2)
     first = attempts.begin("x")
@@ -134,7 +138,7 @@ def test_the_sweep_removes_the_attempts_of_objects_that_left_ready_and_keeps_the
     spool.ready_path("filed").unlink()  # filed by a worker killed before it forgot the marks
     filing = Filing(str(tmp_path / "archive"), None, rename_retries=0, rename_retry_jitter=0)
     sweep(spool, filing, ingest_queue(connection), now=time.time())
-    assert spool.attempt_names() == ["waiting"]
+    assert {name for name, _ in spool.attempt_marks()} == {"waiting"}
     assert connection.hkeys(attempts_key(str(spool))) == [b"waiting"]
 
 

@@ -11,6 +11,7 @@ and attempt counts and marks (workers.attempts) of objects no longer in ready/.
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from redis import Redis
 from rq import Queue, get_current_job
@@ -70,15 +71,16 @@ def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
     }
 
 
-def _attempted(spool: Spool, connection: Redis) -> tuple[list[str], list[str]]:
-    """(names counted in Redis, names marked in the spool) of objects with attempts."""
+Attempted = tuple[list[str], list[tuple[str, Path]]]
+
+
+def _attempted(spool: Spool, connection: Redis) -> Attempted:
+    """(names counted in Redis, marks in the spool) of objects with attempts."""
     counted = [name.decode() for name in connection.hkeys(attempts_key(str(spool)))]
-    return counted, spool.attempt_names()
+    return counted, spool.attempt_marks()
 
 
-def _forget_attempts(
-    spool: Spool, connection: Redis, attempted: tuple[list[str], list[str]], ready: dict
-) -> None:
+def _forget_attempts(spool: Spool, connection: Redis, attempted: Attempted, ready: dict) -> None:
     """Drop the attempt counts and marks a crash left behind for objects that left ready/.
 
     `attempted` must be read before `ready`: a worker marks only objects already in ready/, so
@@ -88,9 +90,9 @@ def _forget_attempts(
     stale = [name for name in counted if name not in ready]
     if stale:
         connection.hdel(attempts_key(str(spool)), *stale)
-    for name in marked:
+    for name, path in marked:
         if name not in ready:
-            spool.attempt_path(name).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
 
 
 def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> SweepResult:
