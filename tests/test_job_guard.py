@@ -7,14 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from benchmarks.corpus import make_corpus
+from pacs_ingest.cli import COMMANDS
 from shared.jobs import INGEST_FUNCTION, SWEEP_FUNCTION, OrjsonSerializer
+from shared.options import parse_args
 from tests.conftest import Pipeline
 from tests.helpers import ROOT, archive_files, wait_until
+from workers.main import WorkerSettings
 
 QUEUE = "pacs-ingest"
 # Importing `this` prints the Zen of Python: on the worker's stdout, which is its log.
@@ -124,3 +128,29 @@ def test_work_without_allowed_directories_does_not_start(redis_url: str) -> None
     )
     assert result.returncode == 2
     assert "missing --allow-directory" in result.stderr
+
+
+def test_allowed_directories_come_from_the_command_line_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    work_rows = COMMANDS["work"].rows
+    given = parse_args(work_rows, ["--redis-url", "r", "--allow-directory", str(a), str(b)])
+    assert WorkerSettings.from_args(given, 1).policy.allowed_directories == (a, b)
+    monkeypatch.setenv("PACS_INGEST_ALLOW_DIRECTORY", f"{a} {b}")
+    from_env = parse_args(work_rows, ["--redis-url", "r"])
+    assert WorkerSettings.from_args(from_env, 1).policy.allowed_directories == (a, b)
+
+
+def test_up_always_allows_its_own_spool_and_archive(tmp_path: Path) -> None:
+    spool, archive, other = tmp_path / "spool", tmp_path / "archive", tmp_path / "import"
+    args = parse_args(
+        COMMANDS["up"].rows,
+        [
+            *("-b", "104", "--spool-dir", str(spool), "--directory", str(archive)),
+            *("--allow-directory", str(other)),
+        ],
+    )
+    policy = WorkerSettings.from_args(args, 1, (args.directory, args.spool_dir)).policy
+    assert policy.allowed_directories == (archive, spool, other)
+    assert policy.allows(str(archive / "x")) and not policy.allows(str(tmp_path))
