@@ -170,7 +170,13 @@ class Attempts:
         record["at"] = time.time()
         modes = self._spool.modes
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if first else os.O_TRUNC)
-        fd = os.open(target, flags, modes.file)
+        try:
+            fd = os.open(target, flags, modes.file)
+        except FileExistsError:  # another worker on the same object (a job run twice) was first
+            if not first:
+                raise
+            self._write_record(name, record)
+            return
         try:
             with open(fd, "wb") as f:
                 os.fchmod(fd, modes.file)
