@@ -1,16 +1,16 @@
 """`pacs-ingest up | receive | work | render`: parse options, start the parts, map failures to
 exit codes.
 
-Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time, 2
-for bad options or an unusable configuration (bad pattern, port in use, unreadable key store),
-with a one-line `pacs-ingest: <message>` and a hint on stderr.
+Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time
+(the embedded server keeps dying), 2 for bad options or an unusable configuration (bad pattern,
+port in use, unreadable key store, a spool another `up` runs), with a one-line
+`pacs-ingest: <message>` on stderr (and a hint, for 2).
 """
 
 import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pacs_ingest import render
 from receiver.main import receive, start_receivers
@@ -30,14 +30,17 @@ from shared.options import (
     parse_args,
     positive,
 )
-from shared.processes import EXIT_CONFIG, StopSignal, stop_all, supervise
+from shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supervise
 from shared.queue import redacted
+from shared.redis_home import RedisHome, find_redis_url
+from shared.server_watch import ServerFailed, ServerWatch
 from workers.main import FILING_POLICY_ROWS, WorkerSettings, start_workers, work
 from workers.main import ROWS as WORKER_ROWS
 from workers.reprocess import ROWS as REPROCESS_ROWS
 from workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
+EXIT_FAILED = 1
 _STOP_TIMEOUT_S = 13.5
 
 UP_WORKERS = Option(
@@ -60,13 +63,29 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def _embedded_server(spool_dir: str) -> ServerWatch:
+    """Claim <spool-dir>/redis and start its server on a Unix socket, with its password."""
+    home = RedisHome(spool_dir)
+    lock = home.claim()  # kept open (and inherited by the server) until we exit
+    server = RedisServer(
+        valkey_binary(),
+        home.path,
+        persistent=True,
+        unix_socket=home.socket,
+        password=home.password(),
+        keep_fds=(lock,),
+    )
+    watch = ServerWatch(server, home)
+    watch.start()
+    return watch
+
+
 def _up(args: argparse.Namespace) -> int:
-    embedded = None
-    if args.redis_url is None:
-        embedded = RedisServer(valkey_binary(), Path(args.spool_dir, "redis"), persistent=True)
-        args.redis_url = embedded.start()
-        log.event("redis.embedded", url=redacted(args.redis_url), data=str(embedded.data_dir))
     stop = StopSignal().install()
+    watch = None
+    if args.redis_url is None:
+        watch = _embedded_server(args.spool_dir)
+        args.redis_url = watch.url
     groups = []
     try:
         receivers, sweeps = start_receivers(ReceiverSettings.from_args(args))
@@ -75,22 +94,59 @@ def _up(args: argparse.Namespace) -> int:
             allowed = (args.directory, args.spool_dir)
             groups.append(start_workers(WorkerSettings.from_args(args, args.workers, allowed)))
             log.event("up", port=args.bind.port, redis=redacted(args.redis_url))
-            return supervise(groups, stop)
+            parts: list[Supervised] = [*groups, *([watch] if watch else [])]
+            return supervise(parts, stop)
+        except ServerFailed as exc:
+            print(f"{PROG}: {exc}; stopping", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             sweeps.stop()
     finally:
         stop_all(groups, _STOP_TIMEOUT_S)
-        if embedded is not None:
-            embedded.stop()
+        if watch is not None:
+            watch.stop()
+
+
+def _work(args: argparse.Namespace) -> int:
+    args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
+    return work(WorkerSettings.from_args(args, args.processes))
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    return reprocess(
+        ReprocessSettings(
+            spool_dir=args.spool_dir,
+            modes=modes_from_args(args),
+            filing=filing_from_args(args),
+            failed=args.failed,
+            imports=tuple(getattr(args, "import")),
+            watch=tuple(args.watch),
+            move=args.move,
+            redis_url=find_redis_url(args.redis_url, args.spool_dir),
+            queue=args.queue,
+        )
+    )
+
+
+_UP_REDIS_URL_ROW = replace(
+    REDIS_URL_ROW, help=f"{REDIS_URL_ROW.help}; default: an embedded server of our own"
+)
+# work and reprocess find up's embedded server from --spool-dir when given no URL.
+_FOUND_REDIS_URL_ROW = replace(
+    REDIS_URL_ROW,
+    help=f"{REDIS_URL_ROW.help}; default: the embedded server of the `up` on --spool-dir",
+)
 
 
 COMMANDS = {
     "up": Command(
         f"{PROG} up [options] {_BIND} --spool-dir path",
         "Everything on one host: receivers, workers and (without --redis-url or REDIS_URL) an "
-        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis. Options are "
-        "those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, UP_WORKERS, *FILING_POLICY_ROWS, REDIS_URL_ROW, *COMMON_ROWS),
+        "embedded Redis-compatible server keeping the queue in <spool-dir>/redis, on a Unix "
+        "socket with a password; its URL is in <spool-dir>/redis/url, for `work`, `reprocess` "
+        "and rq's tools. Options are those of dcm4che's storescp, plus the queue and process "
+        "options.",
+        (*RECEIVER_ROWS, UP_WORKERS, *FILING_POLICY_ROWS, _UP_REDIS_URL_ROW, *COMMON_ROWS),
         _up,
     ),
     "receive": Command(
@@ -101,32 +157,20 @@ COMMANDS = {
         lambda args: receive(ReceiverSettings.from_args(args)),
     ),
     "work": Command(
-        f"{PROG} work [options] --redis-url url --allow-directory dir...",
+        f"{PROG} work [options] (--redis-url url | --spool-dir path) --allow-directory dir...",
         "Worker processes only: file spooled objects; any number of hosts may run workers on "
         "one queue. They run only pacs-ingest's jobs, and only on spools and archive roots below "
         "--allow-directory.",
-        (*WORKER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
-        lambda args: work(WorkerSettings.from_args(args, args.processes)),
+        (*WORKER_ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        _work,
     ),
     "reprocess": Command(
         f"{PROG} reprocess [--failed] [--import path...] [--watch dir...] --spool-dir path "
-        "--redis-url url",
+        "[--redis-url url]",
         "File objects again: those in the spool's failed/, DICOM files from any folder tree, "
         "or a hot folder. They are filed with the storage options given here.",
-        (*REPROCESS_ROWS, *FILING_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
-        lambda args: reprocess(
-            ReprocessSettings(
-                spool_dir=args.spool_dir,
-                modes=modes_from_args(args),
-                filing=filing_from_args(args),
-                failed=args.failed,
-                imports=tuple(getattr(args, "import")),
-                watch=tuple(args.watch),
-                move=args.move,
-                redis_url=args.redis_url,
-                queue=args.queue,
-            )
-        ),
+        (*REPROCESS_ROWS, *FILING_ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        _reprocess,
     ),
 }
 
@@ -183,5 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(name, command, argv[1:])
     except (StartupError, EmbeddedRedisError) as exc:
         return _fail(str(exc), f"{PROG} {name}")
+
     except KeyboardInterrupt:
         return 0

@@ -95,6 +95,7 @@ class Association(asyncio.Protocol):
         self._started = time.monotonic()
         self._last_received = self._started  # when the peer last sent a byte
         self._ending = "closed"  # how the association ended, for the log line
+        self._titles: dict[str, str] = {}  # calling and called AE, for the closing log line
 
     # -- transport --------------------------------------------------------------------------
 
@@ -187,7 +188,9 @@ class Association(asyncio.Protocol):
     def abort(self, why: str) -> None:
         """A-ABORT (service-user source): the DIMSE layer cannot go on, or we give up."""
         if self.state not in (State.Sta1, State.Sta13):
-            log.warning("association.abort", why=why, peer=self.peer, **self._counts())
+            log.warning(
+                "association.abort", why=why, **self._titles, peer=self.peer, **self._counts()
+            )
             self._problem = None
             self._framer.stop()
             self._event(Event.Evt15)
@@ -354,7 +357,7 @@ class Association(asyncio.Protocol):
         self._registry.established -= 1
         if unfinished := service.close():
             log.warning("store.incomplete", objects=unfinished, peer=self.peer)
-        log.event(f"association.{self._ending}", peer=self.peer, **self._counts())
+        log.event(f"association.{self._ending}", **self._titles, peer=self.peer, **self._counts())
 
     def _abort_pdu(self) -> bytes:
         """The A-ABORT for the PDU event at hand: the service provider's, with its reason."""
@@ -410,6 +413,10 @@ class Association(asyncio.Protocol):
         limit = negotiation.min_zero_as_max(rq.maximum_length, self.rules.max_pdulen_snd)
         self._max_fragment = max(limit - pdu.PDV_HEADER_LENGTH, 1) if limit else 0
         calling = negotiation.trim(rq.request.calling_ae_title)
+        self._titles = {
+            "calling_ae": calling,
+            "called_ae": negotiation.trim(rq.request.called_ae_title),
+        }
         self.service = ServiceUser(
             self,
             self._registry.storage,
@@ -420,8 +427,7 @@ class Association(asyncio.Protocol):
         self._registry.established += 1
         log.event(
             "association.accepted",
-            calling_ae=calling,
-            called_ae=negotiation.trim(rq.request.called_ae_title),
+            **self._titles,
             peer=self.peer,
             contexts=len(answer.contexts),
             accepted=len(answer.accepted),

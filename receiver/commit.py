@@ -1,20 +1,21 @@
-"""Group commit: the stores that finish together are made durable together, share one fsync of
-ready/ and one Redis round trip, and each is answered once it is durable.
+"""Group commit: each store is made durable as soon as its last byte is written, the stores that
+become durable together share one fsync of ready/ and one Redis round trip, and each is answered
+once it is durable.
 
-A store's part file is fsynced, closed and renamed into ready/ by a small thread pool as soon as
-its last byte is written: fsyncs of different files overlap on the disk, so a store does not
-wait for the ones before it. One thread per receiver process, the flusher, then takes the stores
-that finished together as a group: it waits for their files, fsyncs ready/ once, answers them,
-and enqueues the group's names in one round trip. The event loop hands it a group when it is
-idle and is handed the results back, so a group costs one wake-up each way however many stores it
-holds, and the loop never waits on a disk or on Redis. While the flusher works, the stores
-finishing meanwhile gather for the next group.
+A small pool of threads does what blocks. A store's thread fsyncs its part file, closes it and
+renames it into ready/ (fsyncs of different files overlap on the disk, so no store waits for the
+file of another), then ready/ must be flushed: if no thread is flushing it, this one does, for
+every store renamed by then; if one is, the store waits for the next flush, which whoever holds
+the flush next makes for all who gathered meanwhile. Under load many stores share each flush;
+alone, a store pays for exactly one. The thread that flushed answers the lap's stores with one
+wake-up of the event loop and hands their names to the enqueuer thread, which puts all the names
+handed to it since its last round trip on the queue in one.
 
 A store is answered before its name reaches Redis: the spool, not the queue, is the truth, and a
 name the receiver fails to enqueue (Redis away, the process killed) is found by the recovery
 sweep. With --require-queue the answer waits for the enqueue, and says whether it happened.
-When Redis cannot take a group, its names are kept and enqueued with a later group, so a
-restarted Redis gets them within seconds.
+When Redis cannot take names they are kept and enqueued with later ones, so a restarted Redis
+gets them within seconds.
 """
 
 import asyncio
@@ -22,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -34,8 +35,8 @@ from shared.spool import Spool
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # names kept for a later enqueue; beyond that the sweep finds them
 # Part files made durable at once: enough for the stores of a busy process to overlap on the
-# disk; more only adds threads.
-_FSYNC_THREADS = 4
+# disk; more only adds threads contending for the GIL.
+_FSYNC_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +50,29 @@ class Commit:
     error: str = ""
 
 
-# A store in a group: its part file, the pool's work making it durable (an error message, or ""
-# once it is in ready/), and the future its association waits on.
-_Group = list[tuple[PartFile, "Future[str]", asyncio.Future[Commit]]]
+@dataclass(frozen=True, slots=True)
+class _Store:
+    part: PartFile
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Commit]
+
+
+def _answer(stores: list[_Store], commits: list[Commit]) -> None:
+    """On the event loop: tell the stores their fate."""
+    for store, commit in zip(stores, commits, strict=True):
+        if not store.future.done():
+            store.future.set_result(commit)
+
+
+def _answer_all(stores: list[_Store], commit: Commit) -> None:
+    if stores:
+        stores[0].loop.call_soon_threadsafe(_answer, stores, [commit] * len(stores))
 
 
 class GroupCommit:
-    """The group commit of one receiver process. `enqueue(names)` puts one group's names on
-    the queue in one round trip (raising RedisError if it cannot); with `wait_for_queue`
-    (--require-queue) stores are answered only after it."""
+    """The group commit of one receiver process. `enqueue(names)` puts names on the queue in
+    one round trip (raising RedisError if it cannot); with `wait_for_queue` (--require-queue)
+    stores are answered only after it."""
 
     def __init__(
         self, spool: Spool, enqueue: Callable[[list[str]], None], *, wait_for_queue: bool
@@ -66,97 +81,97 @@ class GroupCommit:
         self._enqueue = enqueue
         self._wait_for_queue = wait_for_queue
         self._pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
-        self._gathering: _Group = []  # event loop only
-        self._flushing = False  # event loop only: the flusher has a group
-        self._groups: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, _Group] | None] = (
+        self._lock = threading.Lock()
+        self._renamed: list[_Store] = []  # in ready/, waiting for its flush; under _lock
+        self._flushing = False  # a pool thread is flushing ready/; under _lock
+        # Names (and, with wait_for_queue, the stores to answer after them); None stops.
+        self._to_enqueue: queue.SimpleQueue[tuple[list[str], list[_Store]] | None] = (
             queue.SimpleQueue()
         )
-        self._unqueued: list[str] = []  # flusher only
-        self._redis_down_until = 0.0  # flusher only
-        self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
-        self._thread.start()
+        self._unqueued: list[str] = []  # enqueuer only
+        self._redis_down_until = 0.0  # enqueuer only
+        self._enqueuer = threading.Thread(target=self._run_enqueuer, name="enqueuer", daemon=True)
+        self._enqueuer.start()
 
     def commit(self, part: PartFile) -> "asyncio.Future[Commit]":
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Commit] = loop.create_future()
-        self._gathering.append((part, self._pool.submit(self._make_durable, part), future))
-        if not self._flushing:
-            self._hand_over(loop)
-        return future
+        store = _Store(part, loop, loop.create_future())
+        self._pool.submit(self._make_durable, store)
+        return store.future
 
     def retry_unqueued(self) -> None:
         """Enqueue what Redis refused earlier, without waiting for a new store to bring it."""
-        if not self._flushing:
-            self._hand_over(asyncio.get_running_loop())
-
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        group, self._gathering = self._gathering, []
-        self._flushing = True
-        self._groups.put((loop, group))
-
-    def _answer(self, group: _Group, commits: list[Commit]) -> None:
-        """On the event loop: tell the group's stores their fate."""
-        for (_, _, future), commit in zip(group, commits, strict=True):
-            if not future.done():
-                future.set_result(commit)
-
-    def _flushed(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the event loop: the flusher is free; hand over the next group, if any."""
-        self._flushing = False
-        if self._gathering:
-            self._hand_over(loop)
+        self._to_enqueue.put(([], []))
 
     def close(self) -> None:
-        """Finish the group being flushed, then stop the flusher and the pool."""
-        self._groups.put(None)
-        self._thread.join()
+        """Finish the stores being made durable, then stop the pool and the enqueuer."""
         self._pool.shutdown()
+        self._to_enqueue.put(None)
+        self._enqueuer.join()
 
     # -- the pool ------------------------------------------------------------------------------
 
-    def _make_durable(self, part: PartFile) -> str:
-        """fsync `part` and move it into ready/; "" or why it could not be."""
+    def _make_durable(self, store: _Store) -> None:
         try:
-            part.make_durable(self._spool)
+            store.part.make_durable(self._spool)
         except OSError as exc:
-            part.discard()
-            return f"cannot spool: {exc.strerror or exc}"
-        return ""
+            store.part.discard()
+            _answer_all([store], Commit(False, None, f"cannot spool: {exc.strerror or exc}"))
+            return
+        except Exception as exc:  # a pool thread must outlive any one store
+            store.part.discard()
+            log.error("commit.failed", error=repr(exc))
+            _answer_all([store], Commit(False, None, f"commit failed: {exc!r}"))
+            return
+        with self._lock:
+            self._renamed.append(store)
+            if self._flushing:
+                return  # the thread flushing now makes the next flush for this store too
+            self._flushing = True
+        self._flush_while_renamed()
 
-    # -- the flusher thread --------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while (item := self._groups.get()) is not None:
-            loop, group = item
-            try:
-                self._flush(loop, group)
-            except Exception as exc:  # the flusher must outlive any one group
-                log.error("commit.failed", error=repr(exc))
-                failed = Commit(False, None, f"commit failed: {exc!r}")
-                loop.call_soon_threadsafe(self._answer, group, [failed] * len(group))
-            loop.call_soon_threadsafe(self._flushed, loop)
-
-    def _flush(self, loop: asyncio.AbstractEventLoop, group: _Group) -> None:
-        errors = [durable.result() for _, durable, _ in group]
-        ready = [part.name for (part, _, _), error in zip(group, errors, strict=True) if not error]
-        if ready:
+    def _flush_while_renamed(self) -> None:
+        """Flush ready/ for every store renamed so far, lap after lap, until none waits."""
+        while True:
+            with self._lock:
+                lap, self._renamed = self._renamed, []
+                if not lap:
+                    self._flushing = False
+                    return
             try:
                 self._spool.sync_ready()
             except OSError as exc:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
-                reason = f"spool flush failed: {exc.strerror or exc}"
-                errors = [error or reason for error in errors]
-                ready = []
-        enqueued = self._enqueue_group(ready) if self._wait_for_queue else None
-        commits = [
-            Commit(False, None, error) if error else Commit(True, enqueued) for error in errors
-        ]
-        loop.call_soon_threadsafe(self._answer, group, commits)
-        if not self._wait_for_queue:
-            self._enqueue_group(ready)
+                _answer_all(lap, Commit(False, None, f"spool flush failed: {exc.strerror or exc}"))
+                continue
+            names = [store.part.name for store in lap]
+            if self._wait_for_queue:
+                self._to_enqueue.put((names, lap))
+            else:
+                _answer_all(lap, Commit(True, None))
+                self._to_enqueue.put((names, []))
 
-    def _enqueue_group(self, names: list[str]) -> bool:
+    # -- the enqueuer thread -------------------------------------------------------------------
+
+    def _run_enqueuer(self) -> None:
+        stopping = False
+        while not stopping:
+            batches = [self._to_enqueue.get()]
+            while not self._to_enqueue.empty():
+                batches.append(self._to_enqueue.get())
+            stopping = None in batches
+            handed = [batch for batch in batches if batch is not None]
+            names = [name for batch_names, _ in handed for name in batch_names]
+            stores = [store for _, batch_stores in handed for store in batch_stores]
+            try:
+                enqueued = self._enqueue_names(names)
+            except Exception as exc:  # the enqueuer must outlive any one round trip
+                log.error("commit.enqueue_crashed", error=repr(exc))
+                enqueued = False
+            _answer_all(stores, Commit(True, enqueued))
+
+    def _enqueue_names(self, names: list[str]) -> bool:
         """Enqueue `names` and any kept earlier; True if Redis took them."""
         if time.monotonic() < self._redis_down_until:
             self._keep_unqueued(names)
@@ -169,7 +184,8 @@ class GroupCommit:
         except RedisError as exc:
             # Until Redis has had time to come back, stores do not wait for it again.
             self._redis_down_until = time.monotonic() + _REDIS_RETRY_AFTER_S
-            log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
+            if not self._unqueued:  # one warning while Redis is away, not one per group
+                log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
             self._unqueued = []
             self._keep_unqueued(pending)
             return False

@@ -30,11 +30,15 @@ class SweepScheduler:
         self._thread.join()
 
     def _run(self) -> None:
+        failing = False
         while True:
             try:
                 register_spool(self._rq_queue.connection, self._job)
                 enqueue_sweep(self._rq_queue, self._job)
+                failing = False
             except RedisError as exc:
-                log.warning("sweep.request_failed", spool=self._job.spool, error=str(exc))
+                if not failing:  # one warning while Redis is away
+                    log.warning("sweep.request_failed", spool=self._job.spool, error=str(exc))
+                failing = True
             if self._stop.wait(self._interval_s):
                 return

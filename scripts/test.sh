@@ -15,7 +15,7 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "pacs-ingest needs Python 3.11 or newer ($PYTHON is older)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c deploy/constraints.txt -e '.[test]'
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -1,8 +1,13 @@
-"""One JSON line per event, on stderr, so operators can grep and ship logs without parsing prose."""
+"""Events on stderr: one JSON object per line for log shippers, a readable line on a terminal.
+
+Every line carries an ISO 8601 UTC timestamp with milliseconds, so lines from several hosts and
+processes sort and compare without knowing their time zones.
+"""
 
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -11,10 +16,17 @@ _LOGGER = logging.getLogger("pacs_ingest")
 _ROLE = ""
 
 
+def timestamp(created: float) -> str:
+    """`created` (epoch seconds) as 2026-12-01T14:24:16.123Z."""
+    whole = int(created)
+    millis = int((created - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
 class _JsonLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
@@ -24,13 +36,35 @@ class _JsonLineFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+def _readable_value(value: Any) -> str:
+    text = str(value)
+    if text and not any(c.isspace() or c in "\"'=" for c in text):
+        return text
+    return orjson.dumps(text).decode()  # quoted, so a field never reads as two
+
+
+class _ReadableFormatter(logging.Formatter):
+    """`<ts> <LEVEL> <event> key=value ...` for a person watching a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(
+            f"{key}={_readable_value(value)}"
+            for key, value in getattr(record, "fields", {}).items()
+        )
+        line = f"{timestamp(record.created)} {record.levelname:<7} {record.getMessage()} {fields}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line.rstrip()
+
+
 def configure(level: str = "INFO", role: str = "") -> None:
-    """Route our events, and warnings from the libraries, to stderr as JSON lines.
+    """Route our events, and warnings from the libraries, to stderr: readable lines when it is a
+    terminal, JSON lines otherwise (a file, a pipe, journald, a container log).
 
     Called once per process; `role` names the process in every line so a mixed log stays readable.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonLineFormatter())
+    handler.setFormatter(_ReadableFormatter() if sys.stderr.isatty() else _JsonLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -48,7 +82,7 @@ def _emit(level: int, name: str, fields: dict[str, Any]) -> None:
 
 
 def event(name: str, /, **fields: Any) -> None:
-    """Log event `name` with `fields` as one JSON object, at INFO."""
+    """Log event `name` with `fields`, at INFO."""
     _emit(logging.INFO, name, fields)
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from shared import log
 
@@ -152,11 +152,17 @@ class ProcessGroup:
                 process.join()
 
 
-def supervise(groups: list[ProcessGroup], stop: StopSignal) -> int:
-    """Keep `groups` running until `stop` is set; 0, or EXIT_CONFIG."""
+class Supervised(Protocol):
+    def reap(self, now: float) -> int | None:
+        """Restart what died; an exit code if the whole command must stop."""
+
+
+def supervise(parts: list[Supervised], stop: StopSignal) -> int:
+    """Keep `parts` (process groups, `up`'s embedded server) running until `stop` is set; 0, or
+    EXIT_CONFIG."""
     while not stop.wait(0.5):
-        for group in groups:
-            if group.reap(time.monotonic()) == EXIT_CONFIG:
+        for part in parts:
+            if part.reap(time.monotonic()) == EXIT_CONFIG:
                 return EXIT_CONFIG
     return 0
 

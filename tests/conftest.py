@@ -44,7 +44,10 @@ def port() -> int:
 
 
 class Pipeline:
-    """Paths of one test's pipeline, and a way to start `pacs-ingest` commands on them."""
+    """Paths of one test's pipeline, and a way to start `pacs-ingest` commands on them.
+
+    With an empty `redis_url`, `up` runs its embedded server (and `receive`, `work` need one).
+    """
 
     def __init__(self, tmp_path: Path, redis_url: str, port: int) -> None:
         self.tmp_path = tmp_path
@@ -59,19 +62,22 @@ class Pipeline:
         self.commands.append(command)
         return command
 
-    def up(self, *extra: str, ae_title: str = "INGEST") -> Command:
-        return self._listen("up", extra, ae_title)
+    def up(self, *extra: str, ae_title: str = "INGEST", sweep_interval: int = 1) -> Command:
+        return self._listen("up", extra, ae_title, sweep_interval)
 
     def receive(self, *extra: str, ae_title: str = "INGEST") -> Command:
-        return self._listen("receive", extra, ae_title)
+        return self._listen("receive", extra, ae_title, 1)
 
-    def _listen(self, name: str, extra: tuple[str, ...], ae_title: str) -> Command:
+    def _listen(
+        self, name: str, extra: tuple[str, ...], ae_title: str, sweep_interval: int
+    ) -> Command:
         """Start `up` or `receive` on this pipeline's paths and wait until the port listens."""
         command = self.run(
             name,
             *("-b", f"{ae_title}:{self.port}", "--directory", str(self.archive)),
-            *("--spool-dir", str(self.spool), "--redis-url", self.redis_url),
-            *("--sweep-interval", "1"),
+            *("--spool-dir", str(self.spool)),
+            *(("--redis-url", self.redis_url) if self.redis_url else ()),
+            *("--sweep-interval", str(sweep_interval)),
             *extra,
             log_name=f"{name}.log",
         )

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -292,3 +293,54 @@ def started_processes(log_text: str) -> list[tuple[str, int]]:
         if entry.get("event") == "process.started":
             started.append((entry["process"], entry["pid"]))
     return started
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+class Sender(threading.Thread):
+    """DCMTK storescu over `files`, started again for whatever was not acknowledged."""
+
+    def __init__(self, files: list[Path], port: int, deadline: float) -> None:
+        super().__init__(daemon=True)
+        self.files = files
+        self.port = port
+        self.deadline = deadline
+        self.acknowledged: set[Path] = set()
+        self.attempts = 0
+
+    def run(self) -> None:
+        while time.monotonic() < self.deadline:
+            remaining = [f for f in self.files if f not in self.acknowledged]
+            if not remaining:
+                return
+            self.attempts += 1
+            result = subprocess.run(
+                [
+                    "storescu",
+                    "-v",
+                    "-aec",
+                    "INGEST",
+                    "127.0.0.1",
+                    str(self.port),
+                    *map(str, remaining),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "TCP_NODELAY": "1"},
+            )
+            current = None
+            for line in (result.stdout + result.stderr).splitlines():
+                if line.startswith("I: Sending file: "):
+                    current = Path(line.removeprefix("I: Sending file: "))
+                elif line.startswith("I: Received Store Response (Success)") and current:
+                    self.acknowledged.add(current)
+                    current = None
+            if result.returncode != 0:
+                time.sleep(0.5)  # the receiver it talked to died: let it come back

@@ -7,8 +7,6 @@ sent) or in failed/. The test prints one summary line.
 import os
 import random
 import signal
-import subprocess
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +17,7 @@ from benchmarks.corpus import make_corpus
 from shared import part10
 from shared.embedded_redis import RedisServer, server_binary
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, wait_until
+from tests.helpers import Sender, alive, archive_files, started_processes, wait_until
 
 OBJECTS = 5_000
 SENDERS = 4
@@ -28,58 +26,8 @@ SENDERS = 4
 def _pids(log_text: str, prefix: str) -> list[int]:
     """Live pids of the `up` children whose name starts with `prefix`."""
     return [
-        pid for name, pid in started_processes(log_text) if name.startswith(prefix) and _alive(pid)
+        pid for name, pid in started_processes(log_text) if name.startswith(prefix) and alive(pid)
     ]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-class Sender(threading.Thread):
-    """DCMTK storescu over `files`, started again for whatever was not acknowledged."""
-
-    def __init__(self, files: list[Path], port: int, deadline: float) -> None:
-        super().__init__(daemon=True)
-        self.files = files
-        self.port = port
-        self.deadline = deadline
-        self.acknowledged: set[Path] = set()
-        self.attempts = 0
-
-    def run(self) -> None:
-        while time.monotonic() < self.deadline:
-            remaining = [f for f in self.files if f not in self.acknowledged]
-            if not remaining:
-                return
-            self.attempts += 1
-            result = subprocess.run(
-                [
-                    "storescu",
-                    "-v",
-                    "-aec",
-                    "INGEST",
-                    "127.0.0.1",
-                    str(self.port),
-                    *map(str, remaining),
-                ],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "TCP_NODELAY": "1"},
-            )
-            current = None
-            for line in (result.stdout + result.stderr).splitlines():
-                if line.startswith("I: Sending file: "):
-                    current = Path(line.removeprefix("I: Sending file: "))
-                elif line.startswith("I: Received Store Response (Success)") and current:
-                    self.acknowledged.add(current)
-                    current = None
-            if result.returncode != 0:
-                time.sleep(0.5)  # the receiver it talked to died: let it come back
 
 
 def _stored(pipeline: Pipeline) -> int:

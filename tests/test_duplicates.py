@@ -66,9 +66,9 @@ def _file(source: Path, root: Path, policy: str):
 
 def test_overwrite_replaces_the_archived_object(tmp_path: Path, versions: list[Path]) -> None:
     spool, root = tmp_path / "spool", tmp_path / "archive"
-    _file(_spooled(versions[0], spool), root, "overwrite")
+    assert _file(_spooled(versions[0], spool), root, "overwrite").outcome == "filed"
     placed = _file(_spooled(versions[1], spool), root, "overwrite")
-    assert placed.outcome == "filed"
+    assert placed.outcome == "overwritten"
     assert archive_files(root) == [root / SOP_INSTANCE_UID]
     assert dataset_digest(root / SOP_INSTANCE_UID) == dataset_digest(versions[1])
 
@@ -154,8 +154,9 @@ def test_concurrent_duplicates_leave_whole_files_only(
     assert len(filed) == archived, filed
     digests = {dataset_digest(v) for v in versions}
     assert all(dataset_digest(p) in digests for p in filed)  # whole objects, never partial
-    replaced = len(versions) if policy == "overwrite" else archived  # each one replaced the last
-    assert outcomes.count("filed") == replaced
+    assert outcomes.count("filed") == archived
+    if policy == "overwrite":  # each one after the first replaced the last, and says so
+        assert outcomes.count("overwritten") == len(versions) - 1
 
 
 def test_the_pipeline_quarantines_a_different_duplicate_with_its_reason(

@@ -48,8 +48,8 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    # "filed", "duplicate" (dropped by policy), "quarantined", "gone" (filed before), or
-    # "retry" (an attempt failed; it stays in ready/ for another job)
+    # "filed", "overwritten", "duplicate" (dropped by policy), "quarantined", "gone" (filed
+    # before), or "retry" (an attempt failed; it stays in ready/ for another job)
     outcome: str
 
 

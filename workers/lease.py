@@ -3,7 +3,7 @@
 rq notices a killed worker only after minutes; the recovery sweep must know within seconds whether
 a started job still has someone working on it. Each worker process refreshes its key from a
 thread; SIGKILL stops the thread, the key expires, and the sweep re-enqueues what that worker's
-job had not filed yet.
+job had not filed yet. The renewals are also how the worker learns that Redis is back.
 """
 
 import contextlib
@@ -12,16 +12,17 @@ import threading
 from redis import Redis
 from redis.exceptions import RedisError
 
-from shared import log
 from shared.jobs import worker_lease_key
+from shared.redis_link import RedisLink
 
 LEASE_TTL_S = 15
 _RENEW_EVERY_S = 5
 
 
 class WorkerLease:
-    def __init__(self, connection: Redis, worker_name: str) -> None:
+    def __init__(self, connection: Redis, worker_name: str, link: RedisLink) -> None:
         self._connection = connection
+        self._link = link
         self._key = worker_lease_key(worker_name)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
@@ -40,7 +41,9 @@ class WorkerLease:
         try:
             self._connection.set(self._key, 1, ex=LEASE_TTL_S)
         except RedisError as exc:
-            log.warning("lease.renew_failed", key=self._key, error=str(exc))
+            self._link.lost(str(exc))
+        else:
+            self._link.regained()
 
     def _run(self) -> None:
         while not self._stop.wait(_RENEW_EVERY_S):

@@ -3,18 +3,28 @@
 Workers are rq SimpleWorkers: each job runs in the worker process itself. rq's default Worker
 forks a child per job, which costs more than filing a whole batch of objects. Each process runs
 only the jobs workers.guard lets through, within its workers.policy.
+
+While Redis is unreachable a worker process stays up: it says so once, waits with a growing
+pause and starts an rq worker again once Redis answers. (Exiting instead had the parent restart
+it every second, each time with a traceback.)
 """
 
 import argparse
+import logging
 from dataclasses import dataclass
+from typing import Any
 
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import log, modes
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
-from shared.options import Option, OptionsError, dicom_int, positive
+from shared.options import COMMON, Option, OptionsError, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
+from shared.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
 from workers import policy
 from workers.guard import GuardedJob, GuardedWorker
 from workers.lease import WorkerLease
@@ -32,6 +42,15 @@ ROWS = (
         env="PACS_INGEST_WORKERS",
     ),
     Option(("--burst",), "exit once the queue is empty", "processes", kind="flag"),
+    Option(
+        ("--spool-dir",),
+        "without --redis-url: use the embedded server of the `pacs-ingest up` on this spool "
+        "(it writes its URL to <spool-dir>/redis/url)",
+        COMMON,
+        type=str,
+        metavar="path",
+        env="PACS_INGEST_SPOOL_DIR",
+    ),
 )
 ALLOW_DIRECTORY = Option(
     ("--allow-directory",),
@@ -88,21 +107,76 @@ class WorkerSettings:
         )
 
 
-def _worker_process(settings: WorkerSettings) -> None:
-    log.configure(settings.log_level, role="worker")
-    policy.install(settings.policy)
-    connection = connect(settings.redis_url, blocking=True)
-    worker = GuardedWorker(
+class _RedisTrouble(logging.Filter):
+    """Turns rq's log records about a lost Redis (each with a traceback, some once a second)
+    into the link's one warning."""
+
+    def __init__(self, link: RedisLink) -> None:
+        super().__init__()
+        self._link = link
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        causes = [*(record.args if isinstance(record.args, tuple) else ())]
+        if record.exc_info:
+            causes.append(record.exc_info[1])
+        for cause in causes:
+            if isinstance(cause, RedisConnectionError | RedisTimeoutError):
+                self._link.lost(str(cause))
+                return False
+        return True
+
+
+class _IngestWorker(GuardedWorker):
+    """workers.guard's SimpleWorker, remembering whether it was asked to stop (SIGTERM,
+    SIGINT) rather than gave up on Redis."""
+
+    stop_requested = False
+    max_connection_wait_time = LONGEST_RETRY_S  # rq's own retry of a lost dequeue, 60 s otherwise
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)
+
+
+def _work_until_redis_fails(settings: WorkerSettings, connection: Redis, link: RedisLink) -> bool:
+    """Run one rq worker; True once it stopped for good (asked to, or --burst and done)."""
+    worker = _IngestWorker(
         [ingest_queue(connection, settings.queue, job_class=GuardedJob)],
         connection=connection,
         serializer=OrjsonSerializer,
     )
-    lease = WorkerLease(connection, worker.name)
+    lease = WorkerLease(connection, worker.name, link)
     lease.start()
     try:
         worker.work(burst=settings.burst, logging_level="WARNING", with_scheduler=False)
+    except RedisError as exc:  # rq's own start-up or teardown, with Redis gone
+        link.lost(str(exc))
     finally:
         lease.stop()
+    return worker.stop_requested or (settings.burst and not link.is_lost)
+
+
+def _worker_process(settings: WorkerSettings) -> None:
+    log.configure(settings.log_level, role="worker")
+    policy.install(settings.policy)
+    link = RedisLink(settings.redis_url)
+    logging.getLogger("rq.worker").addFilter(_RedisTrouble(link))
+    connection = connect(settings.redis_url, blocking=True)
+    stop = StopSignal()
+    failures = 0
+    while not stop.is_set():
+        stop.install()  # rq's handlers replace ours while it works
+        try:
+            connection.ping()
+        except RedisError as exc:
+            link.lost(str(exc))
+            failures += 1
+            stop.wait(retry_delay(failures, jitter=random_jitter()))
+            continue
+        failures = 0
+        link.regained()
+        if _work_until_redis_fails(settings, connection, link):
+            return
 
 
 def request_known_sweeps(redis_url: str, queue: str) -> None:

@@ -40,7 +40,7 @@ TRANSIENT_ERRNOS = frozenset(
 @dataclass(frozen=True, slots=True)
 class Placed:
     path: Path
-    outcome: str  # "filed", or "duplicate" when the archive already held this object
+    outcome: str  # "filed"; "duplicate" when the archive held this object; "overwritten"
     attempts: int = 1
 
 
@@ -112,11 +112,11 @@ def _commit(source: Path, target: Path, *, replace: bool) -> bool:
 
 def _place_once(source: Path, target: Path, root: Path, policy: str, modes: Modes) -> Placed:
     _make_parents(target.parent, root, modes)
-    if policy == duplicates.OVERWRITE:
-        _commit(source, target, replace=True)
-        return Placed(target, "filed")
     if _commit(source, target, replace=False):
         return Placed(target, "filed")
+    if policy == duplicates.OVERWRITE:  # link(2) first, so that a replaced file is logged as such
+        _commit(source, target, replace=True)
+        return Placed(target, "overwritten")
     if policy == duplicates.KEEP_EXISTING:
         source.unlink()
         return Placed(target, "duplicate")
