@@ -15,7 +15,6 @@ from redis.exceptions import AuthenticationError, RedisError
 
 from benchmarks.corpus import make_corpus
 from shared.embedded_redis import free_port
-from shared.queue import redacted
 from tests.certificates import PASSWORD as KEY_PASSWORD
 from tests.certificates import make_pki
 from tests.conftest import Pipeline
@@ -160,16 +159,3 @@ def test_up_logs_its_redis_url_without_the_password(tmp_path: Path, password_red
         pipeline.stop_all()
     assert INGEST_PASSWORD not in up.log()
     assert f"redis://ingest:***@127.0.0.1:{password_redis}/0" in up.log()
-
-
-@pytest.mark.parametrize(
-    ("url", "logged"),
-    [
-        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
-        ("rediss://u:p%40ss@h/0?ssl_ca_certs=/ca.pem", "rediss://u:***@h/0?ssl_ca_certs=/ca.pem"),
-        ("unix:///run/redis.sock?password=pw&db=1", "unix:///run/redis.sock?password=***&db=1"),
-        ("redis://h:6379/0", "redis://h:6379/0"),
-    ],
-)
-def test_redacted_hides_every_password_form(url: str, logged: str) -> None:
-    assert redacted(url) == logged
