@@ -2,6 +2,8 @@
 
 import os
 import random
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -96,3 +98,58 @@ def test_across_file_systems_the_object_is_copied_then_the_spool_copy_removed(
         assert target.read_bytes() == b"x" * 100_000
         assert not source.exists()
         assert [p.name for p in target.parent.iterdir()] == ["object.dcm"]
+
+
+_BATCH_SCRIPT = """
+import random, sys
+from pathlib import Path
+from shared.jobs import Filing
+from workers.place import Settlement, place
+spool, root = Path(sys.argv[1]), Path(sys.argv[2])
+filing = Filing(str(root), None, 0, 0)
+settlement = Settlement()
+for source in sorted(spool.iterdir()):
+    place(source, root / "patient" / "series" / source.name, filing, rng=random.Random(),
+          settlement=settlement)
+    assert source.exists()  # removed only once the batch is durable
+settlement.finish()
+"""
+
+
+def test_a_batch_fsyncs_each_changed_folder_once_before_removing_any_spool_copy(
+    tmp_path: Path,
+) -> None:
+    spool, root = tmp_path / "ready", tmp_path / "archive"
+    spool.mkdir()
+    root.mkdir()
+    for i in range(10):
+        (spool / f"{i}.dcm").write_bytes(b"object %d" % i)
+    trace = tmp_path / "trace"
+    subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-y",
+            "-e",
+            "trace=fsync,unlink,unlinkat",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            _BATCH_SCRIPT,
+            str(spool),
+            str(root),
+        ],
+        check=True,
+    )
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if "= " in line]
+    fsyncs = [call for call in calls if call.startswith("fsync(")]
+    unlinks = [i for i, call in enumerate(calls) if call.startswith("unlink") and "ready" in call]
+    synced = sorted(call[call.index("<") + 1 : call.index(">")] for call in fsyncs)
+    assert synced == sorted([str(root), str(root / "patient"), str(root / "patient" / "series")])
+    assert len(unlinks) == 10
+    assert max(calls.index(call) for call in fsyncs) < min(unlinks)
+    assert sorted(p.name for p in (root / "patient" / "series").iterdir()) == sorted(
+        f"{i}.dcm" for i in range(10)
+    )
+    assert not any(spool.iterdir())

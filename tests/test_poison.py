@@ -23,6 +23,7 @@ from tests.conftest import Pipeline
 from tests.helpers import archive_files, started_processes, wait_until
 from workers.attempts import Attempts, attempts_key
 from workers.ingest import file_counted
+from workers.place import Settlement
 from workers.recovery import sweep
 
 MAX_ATTEMPTS = 3
@@ -158,7 +159,7 @@ def test_an_object_that_makes_its_job_time_out_counts_and_ends_in_failed(
             pytest.raises(JobTimeoutException),
             UnixSignalDeathPenalty(1, JobTimeoutException),
         ):
-            file_counted(spool, "stuck", filing, random.Random(), attempts)
+            file_counted(spool, "stuck", filing, random.Random(), attempts, Settlement())
         if attempt == 1:
             mark = json.loads(spool.attempt_path("stuck").read_text())
             assert mark["error"].startswith("JobTimeoutException: Task exceeded maximum timeout")
@@ -168,3 +169,18 @@ def test_an_object_that_makes_its_job_time_out_counts_and_ends_in_failed(
     assert (reason["reason"], reason["attempts"]) == ("too many attempts", 2)
     assert reason["error"].startswith("JobTimeoutException: Task exceeded maximum timeout")
     assert not spool.ready_path("stuck").exists()
+
+
+def test_attempts_whose_objects_could_not_be_made_durable_are_taken_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    for name in ("placed", "other"):
+        spool.ready_path(name).write_bytes(b"")
+    attempts = Attempts(Redis.from_url(redis_url), spool, limit=3)
+    attempts.begin("placed")
+    attempts.begin("other")
+    attempts.take_back_all(["placed"])  # the round's fsync failed: the storage, not the object
+    assert attempts.begin("placed").number == 1
+    assert attempts.begin("other").number == 2  # still open: as if cut short

@@ -66,6 +66,7 @@ class Attempts:
         self._key = attempts_key(str(spool))
         self.limit = limit
         self._worker = f"{socket.gethostname()}.{os.getpid()}"
+        self._open: dict[str, Attempt] = {}  # begun and not yet forgotten or taken back
         with contextlib.suppress(FileNotFoundError):  # no such spool: its objects are gone
             make_dir(spool.attempts, spool.modes)  # a spool made before attempts/ existed
 
@@ -79,7 +80,7 @@ class Attempts:
         if not record:
             try:
                 os.link(self._spool.ready_path(name), self._spool.attempt_link_path(name))
-                return Attempt(name, 1, None)
+                return self._opened(Attempt(name, 1, None))
             except FileExistsError:
                 mark = {"attempts": 1}  # a first attempt, never resolved
             except FileNotFoundError:
@@ -100,7 +101,11 @@ class Attempts:
         self._write_record(
             name, {"attempts": number, "worker": self._worker, "error": None}, first=not record
         )
-        return Attempt(name, number, previous)
+        return self._opened(Attempt(name, number, previous))
+
+    def _opened(self, attempt: Attempt) -> Attempt:
+        self._open[attempt.name] = attempt
+        return attempt
 
     def _count_failure(self, name: str, begun: int, *, cut_short: bool) -> int:
         """The failures Redis knows of `name`, with the cut-short attempt `begun` added, and
@@ -130,6 +135,7 @@ class Attempts:
     def take_back(self, attempt: Attempt) -> None:
         """Uncount `attempt`: it ended because the storage is unwell, not because of the object.
         The mark goes back to the attempt before, with how that one ended (already counted)."""
+        self._open.pop(attempt.name, None)
         if attempt.number > 1:
             self._write_record(
                 attempt.name,
@@ -142,12 +148,19 @@ class Attempts:
         else:
             self._spool.remove_attempt_marks(attempt.name)
 
+    def take_back_all(self, names: Iterable[str]) -> None:
+        """take_back the open attempts at `names` (their storage failed after all)."""
+        for name in names:
+            if (attempt := self._open.get(name)) is not None:
+                self.take_back(attempt)
+
     def forget(self, names: Iterable[str], pipeline: Pipeline | None = None) -> None:
         """Remove the counts and marks of objects that left ready/ (filed or quarantined)."""
         names = list(names)
         if not names:
             return
         for name in names:
+            self._open.pop(name, None)
             self._spool.remove_attempt_marks(name)
         (pipeline if pipeline is not None else self._connection).hdel(self._key, *names)
 

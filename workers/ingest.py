@@ -32,7 +32,7 @@ from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
-from workers.place import TRANSIENT_ERRNOS, Placed, SourceGone, place
+from workers.place import TRANSIENT_ERRNOS, Placed, Settlement, SourceGone, place
 
 # A running job takes up to this many waiting jobs at a time, for this many rounds, before it
 # returns to rq (which then checks for a stop request and records the job).
@@ -108,8 +108,9 @@ def _reason(error: Exception) -> str:
     return next(reason for kind, reason in _REASONS if isinstance(error, kind))
 
 
-def _place(spool: Spool, name: str, root: Path, filing: Filing, rng: random.Random) -> Placed:
-    source = spool.ready_path(name)
+def _place(
+    source: Path, root: Path, filing: Filing, rng: random.Random, settlement: Settlement
+) -> Placed:
     try:
         fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
     except FileNotFoundError:
@@ -118,16 +119,28 @@ def _place(spool: Spool, name: str, root: Path, filing: Filing, rng: random.Rand
         meta = part10.read_file_meta(fp)
         rendered = _render(fp, meta, filing, rng)
     target = root / relative_path(rendered, root_length=len(str(root).encode()))
-    return place(source, target, filing, rng=rng, modes=spool.modes)
+    return place(source, target, filing, rng=rng, settlement=settlement)
 
 
-def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> Filed:
-    """File one spooled object; raise StorageUnavailable to leave it (and the rest) for later."""
+def file_object(
+    spool: Spool,
+    name: str,
+    filing: Filing,
+    rng: random.Random,
+    settlement: Settlement | None = None,
+) -> Filed:
+    """File one spooled object, durable on return or, given a `settlement`, once that is
+    finished; raise StorageUnavailable to leave it (and the rest) for later."""
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
+    if settlement is None:  # durable on return; folders made with the spool's modes
+        settlement = Settlement(spool.modes)
+        filed = file_object(spool, name, filing, rng, settlement)
+        settlement.finish()
+        return filed
     try:
-        placed = _place(spool, name, root, filing, rng)
+        placed = _place(spool.ready_path(name), root, filing, rng, settlement)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
@@ -143,7 +156,12 @@ def file_object(spool: Spool, name: str, filing: Filing, rng: random.Random) -> 
 
 
 def file_counted(
-    spool: Spool, name: str, filing: Filing, rng: random.Random, attempts: Attempts
+    spool: Spool,
+    name: str,
+    filing: Filing,
+    rng: random.Random,
+    attempts: Attempts,
+    settlement: Settlement,
 ) -> Filed:
     """file_object as one counted attempt; after `attempts.limit` failed ones, failed/.
 
@@ -159,7 +177,7 @@ def file_counted(
     if attempts.exhausted(attempt):
         return _give_up(spool, attempt, attempt.number - 1, attempt.previous_error)
     try:
-        filed = file_object(spool, name, filing, rng)
+        filed = file_object(spool, name, filing, rng, settlement)
     except StorageUnavailable:
         attempts.take_back(attempt)
         raise
@@ -174,26 +192,56 @@ def file_counted(
     return filed
 
 
-def _file_all(job: IngestJob, connection: Redis, rng: random.Random) -> None:
-    """File the job's objects; on a storage failure leave the rest in ready/ and hold the spool."""
-    if on_hold(connection, job.spool):
-        return
-    worker = policy.current()
-    spool = Spool(job.spool, worker.modes)
-    attempts = Attempts(connection, spool, worker.max_attempts)
-    done: list[str] = []
-    try:
+@dataclass(slots=True)
+class _SpoolRound:
+    """One spool's part of a round: its attempts, the objects placed (durable once the round's
+    settlement is finished) and those otherwise done with (quarantined, gone)."""
+
+    spool: Spool
+    attempts: Attempts
+    placed: list[str]
+    done: list[str]
+
+    def file(self, job: IngestJob, rng: random.Random, settlement: Settlement) -> None:
+        """File `job`'s objects, each a counted attempt; raises StorageUnavailable."""
         for name in job.names:
-            if file_counted(spool, name, job.filing, rng, attempts).outcome != "retry":
-                done.append(name)
-    except StorageUnavailable as exc:
-        hold(connection, job.spool, str(exc))
-    finally:
-        if done:
-            with connection.pipeline(transaction=False) as pipe:
-                pipe.hdel(tracked_key(job.spool), *done)
-                attempts.forget(done, pipe)
-                pipe.execute()
+            outcome = file_counted(self.spool, name, job.filing, rng, self.attempts, settlement)
+            if outcome.target is not None:
+                self.placed.append(name)
+            elif outcome.outcome != "retry":
+                self.done.append(name)
+
+
+def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) -> None:
+    """File the objects of `jobs`, made durable together; on a storage failure leave the rest
+    of that spool's objects in ready/ and hold the spool."""
+    worker = policy.current()
+    settlement = Settlement(worker.modes)
+    rounds: dict[str, _SpoolRound] = {}
+    for job in jobs:
+        if on_hold(connection, job.spool):
+            continue
+        if job.spool not in rounds:
+            spool = Spool(job.spool, worker.modes)
+            attempts = Attempts(connection, spool, worker.max_attempts)
+            rounds[job.spool] = _SpoolRound(spool, attempts, [], [])
+        try:
+            rounds[job.spool].file(job, rng, settlement)
+        except StorageUnavailable as exc:
+            hold(connection, job.spool, str(exc))
+    try:
+        settlement.finish()
+    except OSError as exc:  # nothing of the round was removed from ready/: filed again later
+        for spool_dir, part in rounds.items():
+            part.attempts.take_back_all(part.placed)  # the storage failed, not the objects
+            hold(connection, spool_dir, f"archive: {exc.strerror or exc}")
+        return
+    with connection.pipeline(transaction=False) as pipe:
+        for spool_dir, part in rounds.items():
+            if names := part.placed + part.done:
+                pipe.hdel(tracked_key(spool_dir), *names)
+                part.attempts.forget(names, pipe)
+        pipe.execute()
 
 
 def ingest_job(payload: dict[str, Any]) -> None:
@@ -204,10 +252,8 @@ def ingest_job(payload: dict[str, Any]) -> None:
     rng = random.Random()
     pending = [IngestJob.decode(payload)]
     for _ in range(_BACKLOG_ROUNDS):
-        for job in pending:
-            _file_all(job, rq_job.connection, rng)
+        _file_round(pending, rq_job.connection, rng)
         pending = take_waiting(rq_queue, rq_job.id, _BACKLOG_JOBS_PER_ROUND)
         if not pending:
             return
-    for job in pending:
-        _file_all(job, rq_job.connection, rng)
+    _file_round(pending, rq_job.connection, rng)
