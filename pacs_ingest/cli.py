@@ -1,5 +1,5 @@
-"""`pacs-ingest up | receive | work | render`: parse options, start the parts, map failures to
-exit codes.
+"""`pacs-ingest up | receive | work | reprocess | status | render`: parse options, start the
+parts, map failures to exit codes.
 
 Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time
 (the embedded server keeps dying), 2 for bad options or an unusable configuration (bad pattern,
@@ -8,16 +8,21 @@ port in use, unreadable key store, a spool another `up` runs), with a one-line
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pacs_ingest import render
+from redis import Redis
+
+from pacs_ingest import render, status
 from receiver.main import receive, start_receivers
 from receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from receiver.options import ROWS as RECEIVER_ROWS
 from shared import __version__, log
 from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
+from shared.jobs import registered_spools
+from shared.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from shared.modes import modes_from_args
 from shared.options import (
     COMMON_ROWS,
@@ -86,6 +91,16 @@ def _up(args: argparse.Namespace) -> int:
     if args.redis_url is None:
         watch = _embedded_server(args.spool_dir)
         args.redis_url = watch.url
+    spool = os.path.abspath(args.spool_dir)
+    try:
+        with serving_metrics(args.metrics_port, args.redis_url, args.queue, lambda _: [spool]):
+            return _run_up(args, stop, watch)
+    finally:
+        if watch is not None:
+            watch.stop()
+
+
+def _run_up(args: argparse.Namespace, stop: StopSignal, watch: ServerWatch | None) -> int:
     groups = []
     try:
         receivers, sweeps = start_receivers(ReceiverSettings.from_args(args))
@@ -103,13 +118,29 @@ def _up(args: argparse.Namespace) -> int:
             sweeps.stop()
     finally:
         stop_all(groups, _STOP_TIMEOUT_S)
-        if watch is not None:
-            watch.stop()
+
+
+def _receive(args: argparse.Namespace) -> int:
+    settings = ReceiverSettings.from_args(args)
+    spools = [settings.spool_dir]
+    with serving_metrics(args.metrics_port, settings.redis_url, settings.queue, lambda _: spools):
+        return receive(settings)
 
 
 def _work(args: argparse.Namespace) -> int:
     args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
-    return work(WorkerSettings.from_args(args, args.processes))
+    settings = WorkerSettings.from_args(args, args.processes)
+
+    def spools(connection: Redis) -> list[str]:
+        return [job.spool for job in registered_spools(connection)]
+
+    with serving_metrics(args.metrics_port, settings.redis_url, settings.queue, spools):
+        return work(settings)
+
+
+def _status(args: argparse.Namespace) -> int:
+    args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
+    return status.status(args)
 
 
 def _reprocess(args: argparse.Namespace) -> int:
@@ -146,22 +177,25 @@ COMMANDS = {
         "socket with a password; its URL is in <spool-dir>/redis/url, for `work`, `reprocess` "
         "and rq's tools. Options are those of dcm4che's storescp, plus the queue and process "
         "options.",
-        (*RECEIVER_ROWS, UP_WORKERS, *FILING_POLICY_ROWS, _UP_REDIS_URL_ROW, *COMMON_ROWS),
+        (
+            *(*RECEIVER_ROWS, UP_WORKERS, *FILING_POLICY_ROWS, _UP_REDIS_URL_ROW),
+            *(METRICS_PORT_ROW, *COMMON_ROWS),
+        ),
         _up,
     ),
     "receive": Command(
         f"{PROG} receive [options] {_BIND} --spool-dir path --redis-url url",
         "Receiver processes only: accept associations, spool objects, enqueue jobs on "
         "--redis-url. Options are those of dcm4che's storescp, plus the queue and process options.",
-        (*RECEIVER_ROWS, replace(REDIS_URL_ROW, required=True), *COMMON_ROWS),
-        lambda args: receive(ReceiverSettings.from_args(args)),
+        (*RECEIVER_ROWS, replace(REDIS_URL_ROW, required=True), METRICS_PORT_ROW, *COMMON_ROWS),
+        _receive,
     ),
     "work": Command(
         f"{PROG} work [options] (--redis-url url | --spool-dir path) --allow-directory dir...",
         "Worker processes only: file spooled objects; any number of hosts may run workers on "
         "one queue. They run only pacs-ingest's jobs, and only on spools and archive roots below "
         "--allow-directory.",
-        (*WORKER_ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        (*WORKER_ROWS, _FOUND_REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
         _work,
     ),
     "reprocess": Command(
@@ -171,6 +205,17 @@ COMMANDS = {
         "or a hot folder. They are filed with the storage options given here.",
         (*REPROCESS_ROWS, *FILING_ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
         _reprocess,
+    ),
+    "status": Command(
+        f"{PROG} status --spool-dir path [--redis-url url] [--json]",
+        "Report on one spool's pipeline: queue depth and jobs in progress, live receiver and "
+        "worker processes (host and pid), objects and bytes in incoming/, ready/ and failed/, "
+        "the age of the oldest object not yet filed, objects filed in the last minute, free "
+        "space of the spool and archive file systems, and whether Redis answers. It reads "
+        "counters and heartbeats kept in Redis (never the queue or the backlog), so it answers "
+        "at once; usable as a health check. " + status.EXIT_CODES_HELP,
+        (*status.ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        _status,
     ),
 }
 
@@ -184,6 +229,7 @@ commands:
   receive   run receiver processes only
   work      run worker processes only
   reprocess file again what is in failed/, in a folder tree, or arrives in a hot folder
+  status    report queue, processes, backlog and free space of a spool; exit status for health
   render    print the archive path a --filepath pattern gives each file
 
 `{PROG} <command> -h` lists a command's options.

@@ -26,11 +26,20 @@ from receiver.service import ServiceUser, Storage
 from receiver.states import TRANSITIONS, Action, Event, State, transition
 from receiver.store import Origin
 from shared import log
+from shared.metrics import (
+    ASSOCIATIONS_ABORTED,
+    ASSOCIATIONS_ACCEPTED,
+    ASSOCIATIONS_REJECTED,
+    ae_label,
+)
 
 # A-ASSOCIATE-RJ reasons of ours (PS3.8 9.3.4): the protocol version, and too many associations.
 SOURCE_SERVICE_PROVIDER_ACSE = 2
 PROTOCOL_VERSION_NOT_SUPPORTED = 2
 LOCAL_LIMIT_EXCEEDED = 2
+
+# How an established association ended without a release, by who ended it (the metric's label).
+_ABORTED_BY = {"aborted": "receiver", "aborted_by_peer": "peer", "lost": "lost"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +326,9 @@ class Association(asyncio.Protocol):
                 called_ae=negotiation.trim(rq.request.called_ae_title),
                 peer=self.peer,
             )
+            ASSOCIATIONS_REJECTED.labels(
+                negotiation.rejection_label(answer.source, answer.reason)
+            ).inc()
             self._event(Event.Evt8, pdu.a_associate_rj(answer.result, answer.source, answer.reason))
         else:
             self._event(Event.Evt7, rq, answer)
@@ -357,6 +369,8 @@ class Association(asyncio.Protocol):
         self._registry.established -= 1
         if unfinished := service.close():
             log.warning("store.incomplete", objects=unfinished, peer=self.peer)
+        if (by := _ABORTED_BY.get(self._ending)) is not None:
+            ASSOCIATIONS_ABORTED.labels(by).inc()
         log.event(f"association.{self._ending}", **self._titles, peer=self.peer, **self._counts())
 
     def _abort_pdu(self) -> bytes:
@@ -387,6 +401,11 @@ class Association(asyncio.Protocol):
                 why=f"protocol version 0x{rq.protocol_version:04X}",
                 peer=self.peer,
             )
+            ASSOCIATIONS_REJECTED.labels(
+                negotiation.rejection_label(
+                    SOURCE_SERVICE_PROVIDER_ACSE, PROTOCOL_VERSION_NOT_SUPPORTED
+                )
+            ).inc()
             self._write(
                 pdu.a_associate_rj(
                     negotiation.REJECTED_PERMANENT,
@@ -425,6 +444,7 @@ class Association(asyncio.Protocol):
             self.peer,
         )
         self._registry.established += 1
+        ASSOCIATIONS_ACCEPTED.labels(ae_label(calling)).inc()
         log.event(
             "association.accepted",
             **self._titles,

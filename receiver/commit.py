@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from receiver import store_metrics
 from receiver.store import PartFile
 from shared import log
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # names kept for a later enqueue; beyond that the sweep finds them
@@ -62,6 +63,7 @@ def _answer(stores: list[_Store], commits: list[Commit]) -> None:
     for store, commit in zip(stores, commits, strict=True):
         if not store.future.done():
             store.future.set_result(commit)
+    store_metrics.answered([store.part for store in stores], time.monotonic())
 
 
 def _answer_all(stores: list[_Store], commit: Commit) -> None:
@@ -70,12 +72,12 @@ def _answer_all(stores: list[_Store], commit: Commit) -> None:
 
 
 class GroupCommit:
-    """The group commit of one receiver process. `enqueue(names)` puts names on the queue in
-    one round trip (raising RedisError if it cannot); with `wait_for_queue` (--require-queue)
-    stores are answered only after it."""
+    """The group commit of one receiver process. `enqueue(objects)` puts objects on the queue,
+    and into the spool's counts, in one round trip (raising RedisError if it cannot); with
+    `wait_for_queue` (--require-queue) stores are answered only after it."""
 
     def __init__(
-        self, spool: Spool, enqueue: Callable[[list[str]], None], *, wait_for_queue: bool
+        self, spool: Spool, enqueue: Callable[[list[ReadyObject]], None], *, wait_for_queue: bool
     ) -> None:
         self._spool = spool
         self._enqueue = enqueue
@@ -84,11 +86,11 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._renamed: list[_Store] = []  # in ready/, waiting for its flush; under _lock
         self._flushing = False  # a pool thread is flushing ready/; under _lock
-        # Names (and, with wait_for_queue, the stores to answer after them); None stops.
-        self._to_enqueue: queue.SimpleQueue[tuple[list[str], list[_Store]] | None] = (
+        # Objects (and, with wait_for_queue, the stores to answer after them); None stops.
+        self._to_enqueue: queue.SimpleQueue[tuple[list[ReadyObject], list[_Store]] | None] = (
             queue.SimpleQueue()
         )
-        self._unqueued: list[str] = []  # enqueuer only
+        self._unqueued: list[ReadyObject] = []  # enqueuer only
         self._redis_down_until = 0.0  # enqueuer only
         self._enqueuer = threading.Thread(target=self._run_enqueuer, name="enqueuer", daemon=True)
         self._enqueuer.start()
@@ -96,6 +98,7 @@ class GroupCommit:
     def commit(self, part: PartFile) -> "asyncio.Future[Commit]":
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
         loop = asyncio.get_running_loop()
+        part.received_at = time.monotonic()
         store = _Store(part, loop, loop.create_future())
         self._pool.submit(self._make_durable, store)
         return store.future
@@ -145,12 +148,13 @@ class GroupCommit:
                 log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
                 _answer_all(lap, Commit(False, None, f"spool flush failed: {exc.strerror or exc}"))
                 continue
-            names = [store.part.name for store in lap]
+            store_metrics.durable([store.part for store in lap], time.monotonic())
+            objects = [store.part.spooled for store in lap if store.part.spooled is not None]
             if self._wait_for_queue:
-                self._to_enqueue.put((names, lap))
+                self._to_enqueue.put((objects, lap))
             else:
                 _answer_all(lap, Commit(True, None))
-                self._to_enqueue.put((names, []))
+                self._to_enqueue.put((objects, []))
 
     # -- the enqueuer thread -------------------------------------------------------------------
 
@@ -162,21 +166,21 @@ class GroupCommit:
                 batches.append(self._to_enqueue.get())
             stopping = None in batches
             handed = [batch for batch in batches if batch is not None]
-            names = [name for batch_names, _ in handed for name in batch_names]
+            objects = [item for batch_objects, _ in handed for item in batch_objects]
             stores = [store for _, batch_stores in handed for store in batch_stores]
             try:
-                enqueued = self._enqueue_names(names)
+                enqueued = self._enqueue_objects(objects)
             except Exception as exc:  # the enqueuer must outlive any one round trip
                 log.error("commit.enqueue_crashed", error=repr(exc))
                 enqueued = False
             _answer_all(stores, Commit(True, enqueued))
 
-    def _enqueue_names(self, names: list[str]) -> bool:
-        """Enqueue `names` and any kept earlier; True if Redis took them."""
+    def _enqueue_objects(self, objects: list[ReadyObject]) -> bool:
+        """Enqueue `objects` and any kept earlier; True if Redis took them."""
         if time.monotonic() < self._redis_down_until:
-            self._keep_unqueued(names)
+            self._keep_unqueued(objects)
             return False
-        pending = self._unqueued + names
+        pending = self._unqueued + objects
         if not pending:
             return True
         try:
@@ -194,6 +198,6 @@ class GroupCommit:
         self._unqueued = []
         return True
 
-    def _keep_unqueued(self, names: list[str]) -> None:
+    def _keep_unqueued(self, objects: list[ReadyObject]) -> None:
         room = _MAX_UNQUEUED - len(self._unqueued)
-        self._unqueued += names[:room]
+        self._unqueued += objects[:room]

@@ -26,6 +26,23 @@ APPLICATION_CONTEXT_NAME_NOT_SUPPORTED = 2
 CALLING_AE_TITLE_NOT_RECOGNIZED = 3
 CALLED_AE_TITLE_NOT_RECOGNIZED = 7
 
+# The metrics' names of the A-ASSOCIATE-RJ (source, reason) pairs we send; (2, 2) is the ACSE's
+# "protocol version not supported" (receiver.association).
+_REJECTION_LABELS = {
+    (SOURCE_SERVICE_USER, 1): "no-reason-given",
+    (SOURCE_SERVICE_USER, APPLICATION_CONTEXT_NAME_NOT_SUPPORTED): "application-context-name",
+    (SOURCE_SERVICE_USER, CALLING_AE_TITLE_NOT_RECOGNIZED): "calling-ae-title-not-recognized",
+    (SOURCE_SERVICE_USER, CALLED_AE_TITLE_NOT_RECOGNIZED): "called-ae-title-not-recognized",
+    (2, 2): "protocol-version-not-supported",
+    (SOURCE_SERVICE_PROVIDER_PRESENTATION, TEMPORARY_CONGESTION): "temporary-congestion",
+    (SOURCE_SERVICE_PROVIDER_PRESENTATION, 2): "local-limit-exceeded",
+}
+
+
+def rejection_label(source: int, reason: int) -> str:
+    return _REJECTION_LABELS.get((source, reason), f"source-{source}-reason-{reason}")
+
+
 # Presentation context results (PS3.8 9.3.3.2)
 ACCEPTANCE = 0
 ABSTRACT_SYNTAX_NOT_SUPPORTED = 3

@@ -24,9 +24,11 @@ from receiver.options import ReceiverSettings
 from receiver.pressure import Pressure
 from receiver.service import Storage, StorePolicy
 from shared import __version__, log
+from shared.heartbeat import Heartbeat
 from shared.jobs import IngestJob, enqueue_ingest
 from shared.queue import connect, ingest_queue
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
+from shared.spool_counts import count_ready
 
 IMPLEMENTATION_CLASS_UID = "2.25.36703735256449800250220714501275083266"
 IMPLEMENTATION_VERSION_NAME = f"PACSINGEST_{__version__}"[:16]
@@ -76,8 +78,12 @@ class Receiver:
         self.pressure = Pressure(self.spool, settings.pressure)
         rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
 
-        def enqueue(names: list[str]) -> None:
-            enqueue_ingest(rq_queue, IngestJob(str(self.spool), tuple(names), settings.filing))
+        def enqueue(objects: list[ReadyObject]) -> None:
+            names = tuple(item.name for item in objects)
+            with rq_queue.connection.pipeline() as pipe:
+                enqueue_ingest(rq_queue, IngestJob(str(self.spool), names, settings.filing), pipe)
+                count_ready(pipe, str(self.spool), objects)
+                pipe.execute()
 
         self.committer = GroupCommit(self.spool, enqueue, wait_for_queue=settings.require_queue)
         policy = StorePolicy(
@@ -89,6 +95,9 @@ class Receiver:
         )
         self.registry = Registry(Storage(self.spool, self.committer, policy))
         self.rules = association_rules(settings, self.pressure)
+        self.heartbeat = Heartbeat(
+            connect(settings.redis_url), "receiver", spool=str(self.spool), queue=settings.queue
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- accepting -----------------------------------------------------------------------------
@@ -153,6 +162,7 @@ class Receiver:
             self._loop.add_signal_handler(signum, stop.set)
         self._listen_socket.setblocking(False)
         retry = self._loop.create_task(self._retry_unqueued())
+        self.heartbeat.start()
         self._start_accepting()
         log.event("receiver.started", port=self._settings.bind.port, spool=str(self.spool))
         await stop.wait()
@@ -161,6 +171,7 @@ class Receiver:
         unfinished = await self._drain()
         retry.cancel()
         await asyncio.to_thread(self.committer.close)
+        await asyncio.to_thread(self.heartbeat.stop)
         log.event("receiver.stopped", unfinished_associations=unfinished)
 
     async def _retry_unqueued(self) -> None:

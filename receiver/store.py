@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from shared import part10
 from shared.modes import open_new
-from shared.spool import Spool, new_name
+from shared.spool import ReadyObject, Spool, new_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,9 @@ class PartFile:
         self.name = new_name()
         self.path = spool.part_path(self.name)
         self.size = 0  # data set bytes received
+        self.calling_ae_title = origin.calling_ae_title
+        self.received_at = 0.0  # time.monotonic() when the data set was complete
+        self.spooled: ReadyObject | None = None  # set once durable in ready/
         self.error: OSError | None = None
         self._fd: int | None = None
         try:
@@ -86,9 +89,11 @@ class PartFile:
             raise self.error
         assert self._fd is not None
         os.fsync(self._fd)
+        stat = os.fstat(self._fd)  # the mtime and size everyone counts it by (spool_counts)
         os.close(self._fd)
         self._fd = None
         spool.make_ready(self.name)
+        self.spooled = ReadyObject(self.name, stat.st_mtime, stat.st_size)
 
     def discard(self) -> None:
         """Close and remove the part file: the store failed, or its sender left mid-object."""

@@ -187,3 +187,9 @@ def enqueue_sweep(queue: Queue, job: SweepJob) -> bool:
         description=f"sweep {job.spool}",
     )
     return True
+
+
+def registered_filing(connection: Redis, spool: str) -> Filing | None:
+    """The filing a receiver of `spool` announced (None if none has yet)."""
+    raw = connection.hget(SPOOLS_KEY, spool)
+    return None if raw is None else SweepJob.decode(orjson.loads(raw)).filing

@@ -5,6 +5,7 @@ import re
 from redis import Redis
 from rq import Queue
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from shared.jobs import OrjsonSerializer
 
@@ -43,3 +44,14 @@ def ingest_queue(
 def redacted(url: str) -> str:
     """`url` fit for a log line: any password in it replaced by ***."""
     return _QUERY_PASSWORD.sub("***", _URL_PASSWORD.sub(r"\1:***@", url))
+
+
+def queue_depth(connection: Redis, name: str = DEFAULT_QUEUE) -> int:
+    """Jobs waiting in the queue (one command: status and the metrics read only this)."""
+    return connection.llen(ingest_queue(connection, name).key)
+
+
+def jobs_in_progress(connection: Redis, name: str = DEFAULT_QUEUE) -> int:
+    """Job executions that workers have started and not finished, as rq's registry lists them
+    (a killed worker's stay until rq's own cleanup, at the latest after the job's timeout)."""
+    return connection.zcard(StartedJobRegistry(name, connection=connection).key)

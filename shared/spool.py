@@ -13,12 +13,14 @@ about what still has to be done, whatever Redis says. Each receiver process writ
 incoming/ subfolder, so the leftovers of a dead process can be told from a live one's work.
 """
 
+import contextlib
 import errno
 import os
 import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,16 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyObject:
+    """An object in ready/: its spool name, its mtime (when its last byte was written, a
+    time.time() reading) and its size in bytes (file meta included)."""
+
+    name: str
+    mtime: float
+    size: int
 
 
 def new_name() -> str:
@@ -96,19 +108,43 @@ class Spool:
 
     # -- filing ------------------------------------------------------------------------------
 
-    def ready_names(self) -> Iterator[tuple[str, float]]:
-        """(name, mtime) of every object waiting in ready/."""
+    def ready_objects(self) -> Iterator[ReadyObject]:
+        """Every object waiting in ready/ (one stat each: for the sweep, never for status)."""
         with os.scandir(self.ready) as entries:
             for entry in entries:
                 if entry.name.endswith(READY_SUFFIX):
                     try:
-                        mtime = entry.stat().st_mtime
+                        stat = entry.stat()
                     except FileNotFoundError:  # filed while we looked
                         continue
-                    yield entry.name[: -len(READY_SUFFIX)], mtime
+                    yield ReadyObject(entry.name[: -len(READY_SUFFIX)], stat.st_mtime, stat.st_size)
+
+    def failed_totals(self) -> tuple[int, int]:
+        """(objects, bytes) in failed/, for the sweep's recount."""
+        objects = size = 0
+        with os.scandir(self.failed) as entries:
+            for entry in entries:
+                if entry.name.endswith(READY_SUFFIX):
+                    try:
+                        size += entry.stat().st_size
+                    except FileNotFoundError:  # reprocessed while we looked
+                        continue
+                    objects += 1
+        return objects, size
+
+    def incoming_totals(self) -> tuple[int, int]:
+        """(objects, bytes) being received now, on every host. Bounded by the stores in flight
+        (a receiver process holds at most a few part files per association), not by the
+        backlog, so `status` may read it on every call."""
+        objects = size = 0
+        for folder in os.scandir(self.incoming):
+            for part_size in _part_sizes(folder.path):
+                objects += 1
+                size += part_size
+        return objects, size
 
     def ready_count(self) -> int:
-        """How many objects wait in ready/ (no stat per entry, unlike ready_names)."""
+        """How many objects wait in ready/ (no stat per entry, unlike ready_objects)."""
         with os.scandir(self.ready) as entries:
             return sum(1 for entry in entries if entry.name.endswith(READY_SUFFIX))
 
@@ -164,6 +200,7 @@ class Spool:
         names = []
         for path in sorted(self.failed.glob("*" + READY_SUFFIX)):
             name = path.name[: -len(READY_SUFFIX)]
+            os.utime(path)  # its wait in ready/ (oldest unfiled) starts now
             os.rename(path, self.ready_path(name))
             names.append(name)
         if names:
@@ -185,6 +222,7 @@ class Spool:
             try:
                 os.rename(source, target)
                 os.chmod(target, self.modes.file)
+                os.utime(target)  # its wait in ready/ (oldest unfiled) starts now
                 fsync_dir(self.ready)
                 fsync_dir(source.parent)
                 return name
@@ -225,6 +263,18 @@ class Spool:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
         return removed
+
+
+def _part_sizes(folder: str) -> Iterator[int]:
+    """The sizes of the part files in one receiver process's incoming/ folder."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(PART_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):  # complete while we looked
+                        yield entry.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):  # its receiver is gone
+        return
 
 
 def _pid_alive(pid: int) -> bool:

@@ -73,8 +73,15 @@ def test_a_full_archive_keeps_objects_in_the_spool_until_there_is_room(
             30,
             "the archive to fill up",
         )
-        assert len(list((pipeline.spool / "ready").iterdir())) == 8 - len(
-            archive_files(pipeline.archive)
+        # The hold is logged before the round that hit the full archive settles (removes the
+        # spool copies of what it placed): wait for that, not for a moment in between.
+        wait_until(
+            lambda: (
+                len(list((pipeline.spool / "ready").iterdir()))
+                == 8 - len(archive_files(pipeline.archive))
+            ),
+            10,
+            "each object in exactly one of ready/ and the archive",
         )
         assert not any((pipeline.spool / "failed").iterdir())
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.jobs import DEFAULT_DUPLICATES, Filing
 from workers.place import SourceGone, place, retry_pause
@@ -23,6 +24,10 @@ def _filing(
         rename_retry_jitter=jitter,
         duplicates=duplicates,
     )
+
+
+def _retries() -> float:
+    return REGISTRY.get_sample_value("pacs_ingest_rename_retries_total") or 0.0
 
 
 def test_an_object_moves_into_new_folders_and_replaces_an_older_copy_under_overwrite(
@@ -47,6 +52,7 @@ def test_a_blocked_target_is_retried_with_bounded_pauses_then_fails(tmp_path: Pa
     source = tmp_path / "ready.dcm"
     source.write_bytes(b"data")
     pauses: list[float] = []
+    retries_before = _retries()
     with pytest.raises(OSError):
         place(
             source,
@@ -56,6 +62,7 @@ def test_a_blocked_target_is_retried_with_bounded_pauses_then_fails(tmp_path: Pa
             sleep=pauses.append,
         )
     assert len(pauses) == 3
+    assert _retries() - retries_before == 3  # counted though the last failed
     assert all(0 <= pause < 0.050 for pause in pauses)
     assert source.read_bytes() == b"data"
 

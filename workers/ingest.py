@@ -8,6 +8,7 @@ sweep enqueues it again once the hold is over. Any other failure counts an attem
 object (workers.attempts); after the worker policy's limit it goes to failed/.
 """
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from rq.timeouts import JobTimeoutException
 
 from shared import log, part10
 from shared.jobs import Filing, IngestJob, tracked_key
+from shared.metrics import OBJECTS_QUARANTINED
 from shared.pattern import Pattern, PatternError, RenderError
 from shared.queue import ingest_queue
 from shared.safe_path import UnsafePathError, relative_path, safe_value
-from shared.spool import Spool
-from workers import policy
+from shared.spool import ReadyObject, Spool
+from shared.spool_counts import count_leaving
+from workers import filing_metrics, policy
 from workers.attempts import Attempt, Attempts
 from workers.backlog import take_waiting
 from workers.backoff import hold, on_hold
@@ -48,9 +51,10 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    # "filed", "overwritten", "duplicate" (dropped by policy), "quarantined", "gone" (filed
-    # before), or "retry" (an attempt failed; it stays in ready/ for another job)
+    # "filed", "overwritten", "duplicate" (dropped), "quarantined", "gone", or "retry" (an
+    # attempt failed; it stays in ready/ for another job)
     outcome: str
+    spooled: ReadyObject | None = None  # as it was in ready/; None: gone
 
 
 @lru_cache(maxsize=64)
@@ -68,16 +72,18 @@ def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) 
     return pattern.render(header, now=datetime.now(), rng=rng)
 
 
-def _quarantine(spool: Spool, name: str, reason: str, error: BaseException) -> Filed:
+def _quarantine(spool: Spool, spooled: ReadyObject, reason: str, error: BaseException) -> Filed:
     return _quarantine_with(
-        spool, name, {"reason": reason, "error": str(error), "error_type": type(error).__name__}
+        spool, spooled, {"reason": reason, "error": str(error), "error_type": type(error).__name__}
     )
 
 
-def _quarantine_with(spool: Spool, name: str, why: dict[str, Any]) -> Filed:
+def _quarantine_with(spool: Spool, spooled: ReadyObject, why: dict[str, Any]) -> Filed:
+    name = spooled.name
     spool.quarantine(name, {"name": name, **why, "failed_at": time.time()})
     log.warning("ingest.quarantined", name=name, reason=why["reason"], error=why["error"])
-    return Filed(name, None, "quarantined")
+    OBJECTS_QUARANTINED.labels(why["reason"]).inc()
+    return Filed(name, None, "quarantined", spooled)
 
 
 def _give_up(spool: Spool, attempt: Attempt, attempts: int, error: str | None) -> Filed:
@@ -85,7 +91,8 @@ def _give_up(spool: Spool, attempt: Attempt, attempts: int, error: str | None) -
     else meanwhile counts as gone)."""
     why = {"reason": "too many attempts", "error": error, "attempts": attempts}
     try:
-        return _quarantine_with(spool, attempt.name, why)
+        stat = os.stat(spool.ready_path(attempt.name))
+        return _quarantine_with(spool, ReadyObject(attempt.name, stat.st_mtime, stat.st_size), why)
     except FileNotFoundError:
         return Filed(attempt.name, None, "gone")
 
@@ -109,7 +116,7 @@ def _reason(error: Exception) -> str:
 
 
 def _place(
-    source: Path, root: Path, filing: Filing, rng: random.Random, settlement: Settlement
+    source: Path, root: Path, filing: Filing, rng: random.Random, settlement: Settlement | None
 ) -> Placed:
     try:
         fp = open(source, "rb")  # noqa: SIM115 - closed below, before the move
@@ -139,20 +146,26 @@ def file_object(
         filed = file_object(spool, name, filing, rng, settlement)
         settlement.finish()
         return filed
+    source = spool.ready_path(name)
     try:
-        placed = _place(spool.ready_path(name), root, filing, rng, settlement)
+        stat = os.stat(source)  # what the spool's counts know it by (shared.spool_counts)
+    except FileNotFoundError:
+        return Filed(name, None, "gone")
+    spooled = ReadyObject(name, stat.st_mtime, stat.st_size)
+    try:
+        placed = _place(source, root, filing, rng, settlement)
     except SourceGone:
         return Filed(name, None, "gone")
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
-        return _quarantine(spool, name, "cannot place", exc)
+        return _quarantine(spool, spooled, "cannot place", exc)
     except _QUARANTINABLE as exc:
-        return _quarantine(spool, name, _reason(exc), exc)
+        return _quarantine(spool, spooled, _reason(exc), exc)
     log.event(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
-    return Filed(name, placed.path, placed.outcome)
+    return Filed(name, placed.path, placed.outcome, spooled)
 
 
 def file_counted(
@@ -194,22 +207,19 @@ def file_counted(
 
 @dataclass(slots=True)
 class _SpoolRound:
-    """One spool's part of a round: its attempts, the objects placed (durable once the round's
-    settlement is finished) and those otherwise done with (quarantined, gone)."""
+    """One spool's part of a round: its attempts, and the objects done with (placed, durable
+    once the round's settlement is finished; quarantined; gone)."""
 
     spool: Spool
     attempts: Attempts
-    placed: list[str]
-    done: list[str]
+    done: list[Filed]
 
     def file(self, job: IngestJob, rng: random.Random, settlement: Settlement) -> None:
         """File `job`'s objects, each a counted attempt; raises StorageUnavailable."""
         for name in job.names:
-            outcome = file_counted(self.spool, name, job.filing, rng, self.attempts, settlement)
-            if outcome.target is not None:
-                self.placed.append(name)
-            elif outcome.outcome != "retry":
-                self.done.append(name)
+            filed = file_counted(self.spool, name, job.filing, rng, self.attempts, settlement)
+            if filed.outcome != "retry":
+                self.done.append(filed)
 
 
 def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) -> None:
@@ -224,7 +234,7 @@ def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) ->
         if job.spool not in rounds:
             spool = Spool(job.spool, worker.modes)
             attempts = Attempts(connection, spool, worker.max_attempts)
-            rounds[job.spool] = _SpoolRound(spool, attempts, [], [])
+            rounds[job.spool] = _SpoolRound(spool, attempts, [])
         try:
             rounds[job.spool].file(job, rng, settlement)
         except StorageUnavailable as exc:
@@ -233,15 +243,28 @@ def _file_round(jobs: list[IngestJob], connection: Redis, rng: random.Random) ->
         settlement.finish()
     except OSError as exc:  # nothing of the round was removed from ready/: filed again later
         for spool_dir, part in rounds.items():
-            part.attempts.take_back_all(part.placed)  # the storage failed, not the objects
+            placed = [f.name for f in part.done if f.target is not None]
+            part.attempts.take_back_all(placed)  # the storage failed, not the objects
             hold(connection, spool_dir, f"archive: {exc.strerror or exc}")
         return
+    now = time.time()
+    for spool_dir, part in rounds.items():
+        if part.done:
+            _untrack(connection, spool_dir, part, now=now)
+
+
+def _untrack(connection: Redis, spool: str, part: _SpoolRound, *, now: float) -> None:
+    """One round trip per spool and round: the objects are no longer tracked, nor counted in
+    ready/, and their attempts are forgotten."""
+    done = part.done
+    filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
+    failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
     with connection.pipeline(transaction=False) as pipe:
-        for spool_dir, part in rounds.items():
-            if names := part.placed + part.done:
-                pipe.hdel(tracked_key(spool_dir), *names)
-                part.attempts.forget(names, pipe)
+        pipe.hdel(tracked_key(spool), *(f.name for f in done))
+        count_leaving(pipe, spool, filed, failed, now=now)
+        part.attempts.forget([f.name for f in done], pipe)
         pipe.execute()
+    filing_metrics.batch_done(done, filed, now)
 
 
 def ingest_job(payload: dict[str, Any]) -> None:

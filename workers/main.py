@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import log, modes
+from shared.heartbeat import Heartbeat
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
 from shared.options import COMMON, Option, OptionsError, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
@@ -147,11 +148,14 @@ def _work_until_redis_fails(settings: WorkerSettings, connection: Redis, link: R
     )
     lease = WorkerLease(connection, worker.name, link)
     lease.start()
+    heartbeat = Heartbeat(connect(settings.redis_url), "worker", queue=settings.queue)
+    heartbeat.start()
     try:
         worker.work(burst=settings.burst, logging_level="WARNING", with_scheduler=False)
     except RedisError as exc:  # rq's own start-up or teardown, with Redis gone
         link.lost(str(exc))
     finally:
+        heartbeat.stop()
         lease.stop()
     return worker.stop_requested or (settings.burst and not link.is_lost)
 

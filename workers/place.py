@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.jobs import Filing
+from shared.metrics import RENAME_RETRIES
 from shared.modes import DEFAULT_MODES, Modes, make_dir, open_new
 from shared.spool import fsync_dir
 from workers import duplicates
@@ -206,6 +207,7 @@ def place(
         except OSError:
             if attempts > filing.rename_retries:
                 raise
+            RENAME_RETRIES.inc()  # rare: counted as it happens, also when the last one fails
             sleep(retry_pause(rng, filing.rename_retry_jitter))
             continue
         return Placed(placed.path, placed.outcome, attempts)

@@ -5,7 +5,8 @@ job when nothing tracks it (stored while Redis was away, or Redis lost its data)
 tracking it is over or dead (finished or failed without filing it, or started by a worker whose
 lease expired). Objects younger than a few seconds are left alone: their receiver may not have
 enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died,
-and attempt counts and marks (workers.attempts) of objects no longer in ready/.
+recounts the spool from its listing (shared.spool_counts), which it makes anyway, and drops the
+attempt counts and marks (workers.attempts) of objects no longer in ready/.
 """
 
 import time
@@ -28,6 +29,7 @@ from shared.jobs import (
 )
 from shared.queue import ingest_queue
 from shared.spool import Spool
+from shared.spool_counts import recount
 from workers import policy
 from workers.attempts import attempts_key
 from workers.backoff import on_hold
@@ -105,19 +107,20 @@ def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> Sweep
         k.decode(): v.decode() for k, v in connection.hgetall(tracked_key(str(spool))).items()
     }
     attempted = _attempted(spool, connection)
-    ready = dict(spool.ready_names())
+    ready = {item.name: item for item in spool.ready_objects()}
     forgotten = [name for name in tracked if name not in ready]
     if forgotten:
         connection.hdel(tracked_key(str(spool)), *forgotten)
+    recount(connection, str(spool), ready.values(), spool.failed_totals(), listed_at=now)
     _forget_attempts(spool, connection, attempted, ready)
     if on_hold(connection, str(spool)):
         return SweepResult(len(ready), 0, len(forgotten), len(removed))
     live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
     orphans = [
         name
-        for name, mtime in sorted(ready.items(), key=lambda item: item[1])
+        for name, item in sorted(ready.items(), key=lambda entry: entry[1].mtime)
         if (name in tracked and tracked[name] not in live)
-        or (name not in tracked and now - mtime > UNTRACKED_GRACE_S)
+        or (name not in tracked and now - item.mtime > UNTRACKED_GRACE_S)
     ]
     enqueue_names(rq_queue, str(spool), filing, orphans)
     result = SweepResult(len(ready), len(orphans), len(forgotten), len(removed))

@@ -11,12 +11,14 @@ Every object goes through ready/ first, so it is durable before its job is enque
 filed with the filing options given to this command.
 """
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis import Redis
 from rq import Queue
 from watchfiles import watch
 
@@ -26,7 +28,8 @@ from shared.modes import Modes, make_dirs
 from shared.options import Option
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
+from shared.spool_counts import count_ready
 
 _SETTLE_S = 2.0
 _IGNORED_SUFFIXES = (".part", ".tmp")
@@ -107,6 +110,18 @@ def _admit_all(spool: Spool, paths: Iterable[Path], *, move: bool) -> list[str]:
     return names
 
 
+def _count_ready(connection: Redis, spool: Spool, names: list[str], *, from_failed: bool) -> None:
+    """Add what was just put into ready/ to the spool's counts (shared.spool_counts)."""
+    objects = []
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):  # filed already
+            stat = os.stat(spool.ready_path(name))
+            objects.append(ReadyObject(name, stat.st_mtime, stat.st_size))
+    with connection.pipeline() as pipe:
+        count_ready(pipe, str(spool), objects, from_failed=from_failed)
+        pipe.execute()
+
+
 def _eligible(path: Path) -> bool:
     return not path.name.startswith(".") and not path.name.endswith(_IGNORED_SUFFIXES)
 
@@ -127,6 +142,7 @@ def _watch(spool: Spool, rq_queue: Queue, settings: ReprocessSettings, stop: Sto
             del changed[path]
         names = _admit_all(spool, (p for p in settled if p.is_file()), move=True)
         if names:
+            _count_ready(rq_queue.connection, spool, names, from_failed=False)
             enqueue_names(rq_queue, str(spool), settings.filing, names)
             log.event("reprocess.watched", objects=len(names))
 
@@ -137,8 +153,11 @@ def reprocess(settings: ReprocessSettings) -> int:
     spool.create()
     make_dirs(Path(settings.filing.directory), settings.modes)  # as receivers do
     rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
-    names = spool.unquarantine() if settings.failed else []
-    names += _admit_all(spool, _files(settings.imports), move=settings.move)
+    unquarantined = spool.unquarantine() if settings.failed else []
+    _count_ready(rq_queue.connection, spool, unquarantined, from_failed=True)
+    imported = _admit_all(spool, _files(settings.imports), move=settings.move)
+    _count_ready(rq_queue.connection, spool, imported, from_failed=False)
+    names = unquarantined + imported
     enqueue_names(rq_queue, str(spool), settings.filing, names)
     log.event("reprocess.enqueued", objects=len(names), spool=str(spool))
     if settings.watch:

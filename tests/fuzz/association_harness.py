@@ -23,7 +23,7 @@ from receiver.association import Association, AssociationRules, Registry
 from receiver.commit import GroupCommit
 from receiver.service import Storage, StorePolicy
 from receiver.states import State
-from shared.spool import Spool
+from shared.spool import ReadyObject, Spool
 from tests.fuzz.harnesses import check
 
 _SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync costs nothing there
@@ -71,7 +71,7 @@ class AssociationHarness:
         self._directory = tempfile.TemporaryDirectory(prefix="fuzz-association-", dir=_SCRATCH)
         self.spool = Spool(self._directory.name)
         self.spool.create()
-        self.enqueued: list[str] = []
+        self.enqueued: list[ReadyObject] = []
         self.committer = GroupCommit(self.spool, self.enqueued.extend, wait_for_queue=False)
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._on_loop_error)
