@@ -4,6 +4,7 @@ import re
 
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from shared.jobs import OrjsonSerializer
@@ -34,8 +35,10 @@ def connect(url: str, *, blocking: bool = False) -> Redis:
     )
 
 
-def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
-    return Queue(name, connection=connection, serializer=OrjsonSerializer)
+def ingest_queue(
+    connection: Redis, name: str = DEFAULT_QUEUE, *, job_class: type[Job] = Job
+) -> Queue:
+    return Queue(name, connection=connection, serializer=OrjsonSerializer, job_class=job_class)
 
 
 def redacted(url: str) -> str:

@@ -5,6 +5,8 @@ An object's life in the spool:
     incoming/<host>.<pid>/<name>.part   being received by one receiver process
     ready/<name>.dcm                    durable and acknowledged; waiting to be filed
     failed/<name>.dcm + <name>.json     could not be filed; the JSON says why
+    attempts/<name>, <name>.json        a worker is filing it, or tried and failed (see
+                                        workers.attempts); removed once it leaves ready/
 
 Once an object is in ready/ it leaves only by being filed or quarantined, so ready/ is the truth
 about what still has to be done, whatever Redis says. Each receiver process writes into its own
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from shared.modes import DEFAULT_MODES, Modes, make_dir, make_dirs, open_new
 
 READY_SUFFIX = ".dcm"
 PART_SUFFIX = ".part"
@@ -57,19 +61,21 @@ def new_name() -> str:
 class Spool:
     """One spool directory; every path inside it is built here."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, modes: Modes = DEFAULT_MODES) -> None:
         self.root = Path(root).absolute()
+        self.modes = modes  # of every file and folder created in the spool
         self.incoming = self.root / "incoming"
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
+        self.attempts = self.root / "attempts"
         self._process_incoming: tuple[int, Path] | None = None
 
     def __str__(self) -> str:
         return str(self.root)
 
     def create(self) -> None:
-        for folder in (self.incoming, self.ready, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.incoming, self.ready, self.failed, self.attempts):
+            make_dirs(folder, self.modes)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -77,7 +83,7 @@ class Spool:
         """This process's own incoming/ folder, created on first use."""
         if self._process_incoming is None or self._process_incoming[0] != os.getpid():
             folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
-            folder.mkdir(parents=True, exist_ok=True)
+            make_dirs(folder, self.modes)
             self._process_incoming = (os.getpid(), folder)
         return self._process_incoming[1]
 
@@ -151,10 +157,11 @@ class Spool:
         The reason is written first, so a crash in between leaves the object in ready/ (to be
         tried again) rather than an unexplained object in failed/.
         """
-        self.failed.mkdir(parents=True, exist_ok=True)
+        make_dir(self.failed, self.modes)
         reason_path = self.failed / (name + ".json")
         scratch = reason_path.with_suffix(".json.tmp")
-        with open(scratch, "wb") as f:
+        scratch.unlink(missing_ok=True)  # left by a crash in an earlier attempt
+        with open(open_new(scratch, self.modes), "wb") as f:
             f.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str))
             f.flush()
             os.fsync(f.fileno())
@@ -162,7 +169,31 @@ class Spool:
         target = self.failed_path(name)
         os.rename(self.ready_path(name), target)
         fsync_dir(self.failed)
+        self.remove_attempt_marks(name)
         return target
+
+    def attempt_marks(self) -> list[tuple[str, Path]]:
+        """(object name, path) of every attempt mark, of whatever form."""
+        try:
+            entries = os.listdir(self.attempts)
+        except FileNotFoundError:
+            return []
+        return [
+            (entry.removesuffix(".tmp").removesuffix(".json"), self.attempts / entry)
+            for entry in entries
+        ]
+
+    def attempt_link_path(self, name: str) -> Path:
+        """A hard link to ready/<name>: the mark of a first attempt (see workers.attempts)."""
+        return self.attempts / name
+
+    def attempt_path(self, name: str) -> Path:
+        """The record of the attempts at `name` after the first (see workers.attempts)."""
+        return self.attempts / (name + ".json")
+
+    def remove_attempt_marks(self, name: str) -> None:
+        self.attempt_link_path(name).unlink(missing_ok=True)
+        self.attempt_path(name).unlink(missing_ok=True)
 
     def unquarantine(self) -> list[str]:
         """Move every object in failed/ back to ready/ (reason files removed); their names."""
@@ -190,6 +221,7 @@ class Spool:
         if move:
             try:
                 os.rename(source, target)
+                os.chmod(target, self.modes.file)
                 os.utime(target)  # its wait in ready/ (oldest unfiled) starts now
                 fsync_dir(self.ready)
                 fsync_dir(source.parent)
@@ -199,7 +231,7 @@ class Spool:
                     raise
         part = self.part_path(name)
         try:
-            with open(source, "rb") as src, open(part, "xb") as dst:
+            with open(source, "rb") as src, open(open_new(part, self.modes), "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())

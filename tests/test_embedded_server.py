@@ -251,15 +251,15 @@ def test_work_reprocess_and_rqinfo_find_the_server_from_the_spool_and_never_show
     tmp_path: Path, port: int
 ) -> None:
     pipeline = Pipeline(tmp_path, "", port)
+    elsewhere = tmp_path / "elsewhere"  # reprocess files there: up's workers must be allowed it
     try:
-        up = pipeline.up("--workers", "1")
+        up = pipeline.up("--workers", "1", "--allow-directory", str(elsewhere))
         home = RedisHome(pipeline.spool)
         url = home.url_file.read_text().strip()
         password = (home.path / "password").read_text().strip()
         connection = Redis.from_url(url)
 
         imports = make_corpus(tmp_path / "import", 5, size=2048)
-        elsewhere = tmp_path / "elsewhere"
         reprocess = _pacs_ingest(
             "reprocess",
             *("--spool-dir", str(pipeline.spool), "--directory", str(elsewhere)),
@@ -269,7 +269,9 @@ def test_work_reprocess_and_rqinfo_find_the_server_from_the_spool_and_never_show
         wait_until(lambda: len(archive_files(elsewhere)) == 5, 30, "up's worker to file them")
 
         work = pipeline.run(
-            "work", "--spool-dir", str(pipeline.spool), "--processes", "1", log_name="work.log"
+            *("work", "--spool-dir", str(pipeline.spool), "--processes", "1"),
+            *("--allow-directory", str(tmp_path)),
+            log_name="work.log",
         )
         wait_until(lambda: len(Worker.all(connection=connection)) == 2, 30, "a second worker")
         rqinfo = subprocess.run(

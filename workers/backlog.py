@@ -11,14 +11,18 @@ that is neither queued nor running, which the recovery sweep re-enqueues.
 from rq import Queue
 from rq.job import Job
 
-from shared.jobs import INGEST_FUNCTION, IngestJob, JobPayloadError, tracked_key
+from shared.jobs import INGEST_FUNCTION, IngestJob, tracked_key
+from workers import policy
+from workers.guard import refusal
 
 
 def take_waiting(rq_queue: Queue, running_job_id: str, max_jobs: int) -> list[IngestJob]:
     """Remove up to `max_jobs` waiting ingest jobs from the queue; return their payloads.
 
-    Other kinds of job (sweeps) found among them go back to the head of the queue.
+    Other kinds of job (sweeps), and jobs this worker must not run (workers.guard), go back to
+    the head of the queue: rq runs the ones, and refuses the others with the reason.
     """
+    allowed = policy.current()
     connection = rq_queue.connection
     ids = connection.lpop(rq_queue.key, max_jobs)
     if not ids:
@@ -32,13 +36,10 @@ def take_waiting(rq_queue: Queue, running_job_id: str, max_jobs: int) -> list[In
     ):
         if job is None:
             continue  # deleted while it waited
-        if job.func_name != INGEST_FUNCTION:
+        if refusal(job, allowed) is not None or job.func_name != INGEST_FUNCTION:
             others.append(job_id)
             continue
-        try:
-            taken.append((job, IngestJob.decode(job.args[0])))
-        except (JobPayloadError, IndexError):
-            others.append(job_id)  # let rq run it and record the failure
+        taken.append((job, IngestJob.decode(job.args[0])))
     with connection.pipeline() as pipe:
         if others:
             pipe.lpush(rq_queue.key, *reversed(others))

@@ -4,14 +4,17 @@ ready/ is the truth about unfinished work; Redis only says who is on it. An obje
 job when nothing tracks it (stored while Redis was away, or Redis lost its data) or when the job
 tracking it is over or dead (finished or failed without filing it, or started by a worker whose
 lease expired). Objects younger than a few seconds are left alone: their receiver may not have
-enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died, and
-recounts the spool from its listing (shared.spool_counts), which it makes anyway.
+enqueued them yet. The sweep also removes incoming/ leftovers of receiver processes that died,
+recounts the spool from its listing (shared.spool_counts), which it makes anyway, and drops the
+attempt counts and marks (workers.attempts) of objects no longer in ready/.
 """
 
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from redis import Redis
 from rq import Queue, get_current_job
 from rq.job import Job
 
@@ -27,6 +30,8 @@ from shared.jobs import (
 from shared.queue import ingest_queue
 from shared.spool import Spool
 from shared.spool_counts import recount
+from workers import policy
+from workers.attempts import attempts_key
 from workers.backoff import on_hold
 
 # An object untracked for this long after its last write was not going to be enqueued by its
@@ -68,6 +73,30 @@ def _live_jobs(rq_queue: Queue, job_ids: Iterable[str]) -> set[str]:
     }
 
 
+Attempted = tuple[list[str], list[tuple[str, Path]]]
+
+
+def _attempted(spool: Spool, connection: Redis) -> Attempted:
+    """(names counted in Redis, marks in the spool) of objects with attempts."""
+    counted = [name.decode() for name in connection.hkeys(attempts_key(str(spool)))]
+    return counted, spool.attempt_marks()
+
+
+def _forget_attempts(spool: Spool, connection: Redis, attempted: Attempted, ready: dict) -> None:
+    """Drop the attempt counts and marks a crash left behind for objects that left ready/.
+
+    `attempted` must be read before `ready`: a worker marks only objects already in ready/, so
+    a name marked then and missing from ready/ after really has left it.
+    """
+    counted, marked = attempted
+    stale = [name for name in counted if name not in ready]
+    if stale:
+        connection.hdel(attempts_key(str(spool)), *stale)
+    for name, path in marked:
+        if name not in ready:
+            path.unlink(missing_ok=True)
+
+
 def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> SweepResult:
     """One sweep of `spool`; `now` is a time.time() reading."""
     connection = rq_queue.connection
@@ -77,11 +106,13 @@ def sweep(spool: Spool, filing: Filing, rq_queue: Queue, *, now: float) -> Sweep
     tracked = {
         k.decode(): v.decode() for k, v in connection.hgetall(tracked_key(str(spool))).items()
     }
+    attempted = _attempted(spool, connection)
     ready = {item.name: item for item in spool.ready_objects()}
     forgotten = [name for name in tracked if name not in ready]
     if forgotten:
         connection.hdel(tracked_key(str(spool)), *forgotten)
     recount(connection, str(spool), ready.values(), spool.failed_totals(), listed_at=now)
+    _forget_attempts(spool, connection, attempted, ready)
     if on_hold(connection, str(spool)):
         return SweepResult(len(ready), 0, len(forgotten), len(removed))
     live = _live_jobs(rq_queue, {tracked[n] for n in ready if n in tracked})
@@ -104,7 +135,7 @@ def sweep_job(payload: dict) -> None:
     rq_job = get_current_job()
     rq_job.connection.delete(sweep_pending_key(job.spool))
     sweep(
-        Spool(job.spool),
+        Spool(job.spool, policy.current().modes),
         job.filing,
         ingest_queue(rq_job.connection, rq_job.origin),
         now=time.time(),

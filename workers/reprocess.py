@@ -24,6 +24,7 @@ from watchfiles import watch
 
 from shared import log, part10
 from shared.jobs import Filing, enqueue_names
+from shared.modes import Modes, make_dirs
 from shared.options import Option
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
@@ -70,6 +71,7 @@ ROWS = (
 @dataclass(frozen=True, slots=True)
 class ReprocessSettings:
     spool_dir: str
+    modes: Modes
     filing: Filing
     failed: bool
     imports: tuple[str, ...]
@@ -147,9 +149,9 @@ def _watch(spool: Spool, rq_queue: Queue, settings: ReprocessSettings, stop: Sto
 
 def reprocess(settings: ReprocessSettings) -> int:
     stop = StopSignal().install()
-    spool = Spool(settings.spool_dir)
+    spool = Spool(settings.spool_dir, settings.modes)
     spool.create()
-    Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)  # as receivers do
+    make_dirs(Path(settings.filing.directory), settings.modes)  # as receivers do
     rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
     unquarantined = spool.unquarantine() if settings.failed else []
     _count_ready(rq_queue.connection, spool, unquarantined, from_failed=True)
