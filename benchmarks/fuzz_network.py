@@ -55,7 +55,10 @@ def main() -> None:
             ],
             work / "receive.log",
         ).start(),
-        Command(["work", "--redis-url", redis.url, "--processes", "1"], work / "work.log").start(),
+        Command(
+            ["work", "--redis-url", redis.url, "--processes", "1", "--allow-directory", str(work)],
+            work / "work.log",
+        ).start(),
     ]
     try:
         wait_for_port(port)

@@ -23,6 +23,7 @@ from shared import __version__, log
 from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
 from shared.jobs import registered_spools
 from shared.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
+from shared.modes import modes_from_args
 from shared.options import (
     COMMON_ROWS,
     REDIS_URL_ROW,
@@ -38,8 +39,8 @@ from shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supe
 from shared.queue import redacted
 from shared.redis_home import RedisHome, find_redis_url
 from shared.server_watch import ServerFailed, ServerWatch
+from workers.main import FILING_POLICY_ROWS, WorkerSettings, start_workers, work
 from workers.main import ROWS as WORKER_ROWS
-from workers.main import WorkerSettings, start_workers, work
 from workers.reprocess import ROWS as REPROCESS_ROWS
 from workers.reprocess import ReprocessSettings, reprocess
 
@@ -105,7 +106,8 @@ def _run_up(args: argparse.Namespace, stop: StopSignal, watch: ServerWatch | Non
         receivers, sweeps = start_receivers(ReceiverSettings.from_args(args))
         groups.append(receivers)
         try:
-            groups.append(start_workers(WorkerSettings.from_args(args, args.workers)))
+            allowed = (args.directory, args.spool_dir)
+            groups.append(start_workers(WorkerSettings.from_args(args, args.workers, allowed)))
             log.event("up", port=args.bind.port, redis=redacted(args.redis_url))
             parts: list[Supervised] = [*groups, *([watch] if watch else [])]
             return supervise(parts, stop)
@@ -145,6 +147,7 @@ def _reprocess(args: argparse.Namespace) -> int:
     return reprocess(
         ReprocessSettings(
             spool_dir=args.spool_dir,
+            modes=modes_from_args(args),
             filing=filing_from_args(args),
             failed=args.failed,
             imports=tuple(getattr(args, "import")),
@@ -175,7 +178,10 @@ COMMANDS = {
         "socket with a password; its URL is in <spool-dir>/redis/url, for `work`, `reprocess` "
         "and rq's tools. Options are those of dcm4che's storescp, plus the queue and process "
         "options.",
-        (*RECEIVER_ROWS, UP_WORKERS, _UP_REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
+        (
+            *(*RECEIVER_ROWS, UP_WORKERS, *FILING_POLICY_ROWS, _UP_REDIS_URL_ROW),
+            *(METRICS_PORT_ROW, *COMMON_ROWS),
+        ),
         _up,
     ),
     "receive": Command(
@@ -186,9 +192,10 @@ COMMANDS = {
         _receive,
     ),
     "work": Command(
-        f"{PROG} work [options] (--redis-url url | --spool-dir path)",
+        f"{PROG} work [options] (--redis-url url | --spool-dir path) --allow-directory dir...",
         "Worker processes only: file spooled objects; any number of hosts may run workers on "
-        "one queue.",
+        "one queue. They run only pacs-ingest's jobs, and only on spools and archive roots below "
+        "--allow-directory.",
         (*WORKER_ROWS, _FOUND_REDIS_URL_ROW, METRICS_PORT_ROW, *COMMON_ROWS),
         _work,
     ),

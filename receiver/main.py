@@ -10,6 +10,7 @@ from receiver.server import serve
 from receiver.sweeps import SweepScheduler
 from shared import log
 from shared.jobs import SweepJob
+from shared.modes import make_dirs
 from shared.options import ConfigError
 from shared.processes import EXIT_CONFIG, ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
@@ -57,9 +58,9 @@ def start_receivers(settings: ReceiverSettings) -> tuple[ProcessGroup, SweepSche
     """Check TLS, bind, create the spool, start the receiver processes and the sweep requests."""
     tls.build(settings.tls, probe=True)  # a TLS problem stops start-up before the port opens
     listen_socket = listen(settings.bind, settings.network.sorcv_buffer)
-    Spool(settings.spool_dir).create()
+    Spool(settings.spool_dir, settings.modes).create()
     if not settings.ignore:
-        Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)
+        make_dirs(Path(settings.filing.directory), settings.modes)
     group = ProcessGroup(
         "receiver", _receiver_process, (settings, listen_socket), settings.receivers
     )

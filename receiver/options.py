@@ -12,6 +12,7 @@ from receiver import network_options, sop_classes, tls_options
 from receiver.network_options import NetworkSettings
 from receiver.pressure import PressureLimits
 from receiver.tls_options import TlsSettings
+from shared import modes
 from shared.jobs import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, Filing
 from shared.options import Option, byte_size, dicom_int, non_negative, positive
 from shared.pattern import Pattern, PatternError
@@ -263,7 +264,7 @@ OUR_ROWS = (
     ),
 )
 
-ROWS = (*STORESCP_ROWS, *network_options.ROWS, *tls_options.ROWS, *OUR_ROWS)
+ROWS = (*STORESCP_ROWS, *network_options.ROWS, *tls_options.ROWS, *OUR_ROWS, *modes.ROWS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,7 @@ class ReceiverSettings:
     network: NetworkSettings
     tls: TlsSettings
     spool_dir: str
+    modes: modes.Modes
     filing: Filing
     receivers: int
     max_associations: int
@@ -308,6 +310,7 @@ class ReceiverSettings:
             network=NetworkSettings.from_args(args),
             tls=TlsSettings.from_args(args),
             spool_dir=os.path.abspath(args.spool_dir),
+            modes=modes.modes_from_args(args),
             filing=filing_from_args(args),
             receivers=args.receivers,
             max_associations=args.max_associations,
@@ -325,6 +328,8 @@ FILING_DESTS = (
     "rename_retry_jitter",
     "duplicates",
     "spool_dir",
+    "file_mode",
+    "dir_mode",
 )
 FILING_ROWS = tuple(row for row in ROWS if row.dest in FILING_DESTS)
 

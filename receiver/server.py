@@ -73,7 +73,7 @@ class Receiver:
         self._settings = settings
         self._listen_socket = listen_socket
         self._tls = tls.build(settings.tls, probe=False)
-        self.spool = Spool(settings.spool_dir)
+        self.spool = Spool(settings.spool_dir, settings.modes)
         self.spool.create()
         self.pressure = Pressure(self.spool, settings.pressure)
         rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)

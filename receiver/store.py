@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from shared import part10
+from shared.modes import open_new
 from shared.spool import ReadyObject, Spool, new_name
 
 
@@ -45,9 +46,7 @@ class PartFile:
         self.error: OSError | None = None
         self._fd: int | None = None
         try:
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
-            )
+            self._fd = open_new(self.path, spool.modes)
             self._write_all(
                 part10.encode_header(
                     sop_class_uid=sop_class_uid,

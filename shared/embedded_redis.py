@@ -22,7 +22,7 @@ from shared.parent_death import die_with_parent
 
 _START_TIMEOUT_S = 10.0
 # sun_path holds 108 bytes with the terminating NUL.
-_MAX_SOCKET_PATH = 107
+MAX_SOCKET_PATH = 107
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -82,10 +82,10 @@ class RedisServer:
         self.keep_fds = keep_fds
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
-        if self.unix_socket and len(os.fsencode(self.unix_socket)) > _MAX_SOCKET_PATH:
+        if self.unix_socket and len(os.fsencode(self.unix_socket)) > MAX_SOCKET_PATH:
             raise EmbeddedRedisError(
                 f"the embedded server's socket path {self.unix_socket} is longer than a Unix "
-                f"socket allows ({_MAX_SOCKET_PATH} bytes): use a shorter --spool-dir"
+                f"socket allows ({MAX_SOCKET_PATH} bytes)"
             )
 
     @property

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from shared.jobs import OrjsonSerializer
@@ -36,8 +37,10 @@ def connect(url: str, *, blocking: bool = False) -> Redis:
     )
 
 
-def ingest_queue(connection: Redis, name: str = DEFAULT_QUEUE) -> Queue:
-    return Queue(name, connection=connection, serializer=OrjsonSerializer)
+def ingest_queue(
+    connection: Redis, name: str = DEFAULT_QUEUE, *, job_class: type[Job] = Job
+) -> Queue:
+    return Queue(name, connection=connection, serializer=OrjsonSerializer, job_class=job_class)
 
 
 def redacted(url: str) -> str:

@@ -9,20 +9,26 @@ Besides the server's data it holds, all readable by their owner only:
 - `password`: the server's requirepass, made once and kept, so URLs others saved stay valid;
 - `url`: the URL to connect with (Unix socket `sock`, password included), which `work`,
   `reprocess`, rq's tools and rq-dashboard read when given only the spool.
+
+A Unix socket path holds at most 107 bytes; a spool deeper than that keeps its socket in a
+private folder of the temporary directory instead, named after the spool (see socket_path).
 """
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 import signal
+import stat
+import tempfile
 import time
 from pathlib import Path
 
 import orjson
 
 from shared import log
-from shared.embedded_redis import EmbeddedRedisError, write_private
+from shared.embedded_redis import MAX_SOCKET_PATH, EmbeddedRedisError, write_private
 
 _ORPHAN_STOP_TIMEOUT_S = 10.0
 
@@ -50,10 +56,36 @@ def _alive(identity: list | None) -> bool:
     return started is not None and started == identity[1]
 
 
+def socket_path(home: Path) -> Path:
+    """`home`/sock, or where that is too long for a Unix socket, a socket named after `home` in
+    pacs-ingest-<uid>/ of the temporary directory (the same path at every start)."""
+    inside = home / "sock"
+    if len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
+        return inside
+    digest = hashlib.sha256(os.fsencode(home)).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"pacs-ingest-{os.getuid()}" / f"{digest}.sock"
+
+
+def _private_folder(folder: Path) -> None:
+    """Make `folder` (0700), or check that the one there is ours and closed to others."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        raise EmbeddedRedisError(
+            f"{folder} (for the embedded server's socket) is not a folder of ours closed to "
+            "others; remove it or use a shorter --spool-dir"
+        )
+
+
 class RedisHome:
     def __init__(self, spool_dir: str | Path) -> None:
         self.path = Path(spool_dir).absolute() / "redis"
-        self.socket = self.path / "sock"
+        self.socket = socket_path(self.path)
         self.url_file = self.path / "url"
         self._lock = self.path / "lock"
         self._pids = self.path / "pids.json"
@@ -65,6 +97,8 @@ class RedisHome:
         A server left by a killed `up` is stopped first; SpoolInUse if a live `up` owns it.
         """
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.socket.parent != self.path:
+            _private_folder(self.socket.parent)
         fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if not self._try_lock(fd):

@@ -5,6 +5,8 @@ An object's life in the spool:
     incoming/<host>.<pid>/<name>.part      being received by one receiver process
     ready/<lane>/<bucket>/<name>.dcm       durable and acknowledged; waiting to be filed
     failed/<name>.dcm + <name>.json        could not be filed; the JSON says why
+    attempts/<name>, <name>.json           a worker is filing it, or tried and failed (see
+                                           workers.attempts); removed once it leaves ready/
 
 Once an object is in ready/ it leaves only by being filed or quarantined, so ready/ is the truth
 about what still has to be done, whatever Redis says. Each receiver process writes into its own
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from shared.modes import DEFAULT_MODES, Modes, make_dir, make_dirs, open_new
 
 READY_SUFFIX = ".dcm"
 PART_SUFFIX = ".part"
@@ -90,11 +94,13 @@ def bucket_start(bucket: str) -> float:
 class Spool:
     """One spool directory; every path inside it is built here."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, modes: Modes = DEFAULT_MODES) -> None:
         self.root = Path(root).absolute()
+        self.modes = modes  # of every file and folder created in the spool
         self.incoming = self.root / "incoming"
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
+        self.attempts = self.root / "attempts"
         self._process_incoming: tuple[int, Path] | None = None
         self._lock = threading.Lock()  # receivers make objects ready from several threads
         self._new_folders: set[Path] = set()  # created since the last sync_ready
@@ -104,8 +110,8 @@ class Spool:
         return str(self.root)
 
     def create(self) -> None:
-        for folder in (self.incoming, self.ready, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.incoming, self.ready, self.failed, self.attempts):
+            make_dirs(folder, self.modes)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -113,7 +119,7 @@ class Spool:
         """This process's own incoming/ folder, created on first use."""
         if self._process_incoming is None or self._process_incoming[0] != os.getpid():
             folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
-            folder.mkdir(parents=True, exist_ok=True)
+            make_dirs(folder, self.modes)
             self._process_incoming = (os.getpid(), folder)
         return self._process_incoming[1]
 
@@ -136,7 +142,7 @@ class Spool:
             except FileNotFoundError:
                 if not source.exists():
                     raise
-                target.parent.mkdir(exist_ok=True)
+                make_dir(target.parent, self.modes)
                 with self._lock:
                     self._new_folders.add(target.parent)
                 os.rename(source, target)
@@ -152,7 +158,7 @@ class Spool:
             if key not in self._owed:
                 folder = self.ready / lane / WRITING
                 if not folder.is_dir():
-                    folder.mkdir(exist_ok=True)
+                    make_dir(folder, self.modes)
                     fsync_dir(folder.parent)
                 with open(folder / self._writer_mark(bucket), "wb"):
                     pass
@@ -203,7 +209,7 @@ class Spool:
         folder = self.ready / lane
         if (folder / LANE_RECORD).exists():
             return
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder, self.modes)
         scratch = folder / f"{LANE_RECORD}.{os.getpid()}.tmp"
         with open(scratch, "wb") as f:
             f.write(record)
@@ -353,10 +359,11 @@ class Spool:
         The reason is written first, so a crash in between leaves the object in ready/ (to be
         tried again) rather than an unexplained object in failed/.
         """
-        self.failed.mkdir(parents=True, exist_ok=True)
+        make_dir(self.failed, self.modes)
         reason_path = self.failed_path(ref).with_suffix(".json")
         scratch = reason_path.with_suffix(".json.tmp")
-        with open(scratch, "wb") as f:
+        scratch.unlink(missing_ok=True)  # left by a crash in an earlier attempt
+        with open(open_new(scratch, self.modes), "wb") as f:
             f.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str))
             f.flush()
             os.fsync(f.fileno())
@@ -364,7 +371,38 @@ class Spool:
         target = self.failed_path(ref)
         os.rename(self.ready_path(ref), target)
         fsync_dir(self.failed)
+        self.remove_attempt_marks(ref)
         return target
+
+    def attempt_marks(self) -> list[tuple[str, Path]]:
+        """(ref, path) of every attempt mark, of whatever form."""
+        try:
+            entries = os.listdir(self.attempts)
+        except FileNotFoundError:
+            return []
+        return [
+            (
+                entry.removesuffix(".tmp").removesuffix(".json").replace(".", "/"),
+                self.attempts / entry,
+            )
+            for entry in entries
+        ]
+
+    def _attempt_stem(self, ref: str) -> Path:
+        # One flat folder: the ref's slashes become dots (no part of a ref holds a dot).
+        return self.attempts / ref.replace("/", ".")
+
+    def attempt_link_path(self, ref: str) -> Path:
+        """A hard link to ready/<ref>: the mark of a first attempt (see workers.attempts)."""
+        return self._attempt_stem(ref)
+
+    def attempt_path(self, ref: str) -> Path:
+        """The record of the attempts at `ref` after the first (see workers.attempts)."""
+        return self._attempt_stem(ref).with_name(self._attempt_stem(ref).name + ".json")
+
+    def remove_attempt_marks(self, ref: str) -> None:
+        self.attempt_link_path(ref).unlink(missing_ok=True)
+        self.attempt_path(ref).unlink(missing_ok=True)
 
     def unquarantine(self, lane: str, *, now: float) -> list[str]:
         """Move every object in failed/ back into `lane` (reason files removed); their refs."""
@@ -397,7 +435,7 @@ class Spool:
                     raise
         part = self.part_path(name)
         try:
-            with open(source, "rb") as src, open(part, "xb") as dst:
+            with open(source, "rb") as src, open(open_new(part, self.modes), "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())

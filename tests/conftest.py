@@ -85,7 +85,13 @@ class Pipeline:
         return command
 
     def work(self, *extra: str) -> Command:
-        return self.run("work", "--redis-url", self.redis_url, *extra, log_name="work.log")
+        """`work`, allowed to file into this test's folder (spool and archive are below it)."""
+        return self.run(
+            "work",
+            *("--redis-url", self.redis_url, "--allow-directory", str(self.tmp_path)),
+            *extra,
+            log_name="work.log",
+        )
 
     def stop_all(self) -> None:
         for command in reversed(self.commands):

@@ -95,3 +95,36 @@ def test_a_full_archive_keeps_objects_in_the_spool_until_there_is_room(
         )
         assert not any((pipeline.spool / "failed").iterdir())
         assert all(p.stat().st_size > 250_000 * 0.9 for p in archive_files(pipeline.archive))
+
+
+def _fill(folder: Path) -> None:
+    """A file in `folder` that takes every byte its file system has left."""
+    filler = folder / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_spool_does_not_stop_its_objects_from_being_filed(pipeline: Pipeline) -> None:
+    """A first attempt's mark is a link, which takes no room: a full spool still drains."""
+    objects = make_corpus(pipeline.tmp_path / "corpus", 4)
+    with tmpfs(pipeline.spool, "2m"):
+        pipeline.receive("--receivers", "1", "--min-free-space", "0")
+        assert [status for status, _ in _send_each(objects, pipeline.port)] == [0] * 4
+        _fill(pipeline.spool)
+        work = pipeline.work("--processes", "1", "--max-attempts", "1")
+        wait_until(
+            lambda: (
+                len(archive_files(pipeline.archive)) == 4
+                and not any((pipeline.spool / "ready").iterdir())
+            ),
+            60,
+            "all 4 filed from the full spool",
+        )
+        assert "ingest.storage_unavailable" not in work.log()
+        assert not any((pipeline.spool / "failed").iterdir())
+        assert not any((pipeline.spool / "attempts").iterdir())

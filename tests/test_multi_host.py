@@ -99,7 +99,12 @@ def test_a_worker_host_dies_and_the_other_files_everything(tmp_path: Path) -> No
         )
         for name in ("worker1", "worker2"):
             net[name].start(
-                _pacs_ingest("work", "--processes", "2", *common), logs / f"{name}.log", ROOT
+                _pacs_ingest(
+                    *("work", "--processes", "2", *common),
+                    *("--allow-directory", str(tmp_path / "shared")),
+                ),
+                logs / f"{name}.log",
+                ROOT,
             )
         echo = ["echoscu", "-aec", "INGEST", net["receiver"].address, "11112"]
         wait_until(

@@ -337,6 +337,8 @@ def test_a_metrics_port_in_use_stops_the_command_with_exit_2(redis_url: str) -> 
                 redis_url,
                 "--metrics-port",
                 f"127.0.0.1:{busy}",
+                "--allow-directory",
+                "/srv",
             ],
             capture_output=True,
             text=True,

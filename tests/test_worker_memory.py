@@ -77,6 +77,7 @@ def test_a_gigabyte_object_is_filed_by_a_worker_under_200_mb(pipeline: Pipeline)
             "-c",
             _PEAK_RSS,
             *_pacs_ingest(pipeline, "work", "--burst", "--processes", "1"),
+            *("--allow-directory", str(pipeline.tmp_path)),
         ],
         cwd=ROOT,
         capture_output=True,

@@ -5,6 +5,8 @@ Filing is idempotent: an object that is no longer in ready/ was filed (or quaran
 earlier run, and is skipped as gone. Errors of the storage itself (disk full, I/O error, archive
 root missing) raise StorageUnavailable and leave the object in ready/; the drain
 (workers.drain) gives it back to its lane and puts the spool on hold.
+Any other failure counts an attempt against the object (file_counted, workers.attempts);
+after the worker policy's limit it goes to failed/.
 """
 
 import os
@@ -16,12 +18,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rq.timeouts import JobTimeoutException
+
 from shared import log, part10
 from shared.jobs import Filing
 from shared.metrics import OBJECTS_QUARANTINED
 from shared.pattern import Pattern, PatternError, RenderError
 from shared.safe_path import UnsafePathError, relative_path, safe_value
 from shared.spool import ReadyObject, Spool
+from workers.attempts import Attempt, Attempts
 from workers.duplicates import DuplicateDiffers
 from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
 from workers.place import TRANSIENT_ERRNOS, Placed, Settlement, SourceGone, place
@@ -35,7 +40,9 @@ class StorageUnavailable(OSError):
 class Filed:
     name: str
     target: Path | None  # None: quarantined, or already gone
-    outcome: str  # "filed", "overwritten", "duplicate" (dropped), "quarantined" or "gone"
+    # "filed", "overwritten", "duplicate" (dropped), "quarantined", "gone", or "retry" (an
+    # attempt failed; it stays in ready/ for another job)
+    outcome: str
     spooled: ReadyObject | None = None  # as it was in ready/; None: gone
 
 
@@ -55,20 +62,28 @@ def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) 
 
 
 def _quarantine(spool: Spool, spooled: ReadyObject, reason: str, error: BaseException) -> Filed:
-    name = spooled.ref
-    spool.quarantine(
-        name,
-        {
-            "name": name,
-            "reason": reason,
-            "error": str(error),
-            "error_type": type(error).__name__,
-            "failed_at": time.time(),
-        },
+    return _quarantine_with(
+        spool, spooled, {"reason": reason, "error": str(error), "error_type": type(error).__name__}
     )
-    log.warning("ingest.quarantined", name=name, reason=reason, error=str(error))
-    OBJECTS_QUARANTINED.labels(reason).inc()
+
+
+def _quarantine_with(spool: Spool, spooled: ReadyObject, why: dict[str, Any]) -> Filed:
+    name = spooled.ref
+    spool.quarantine(name, {"name": name, **why, "failed_at": time.time()})
+    log.warning("ingest.quarantined", name=name, reason=why["reason"], error=why["error"])
+    OBJECTS_QUARANTINED.labels(why["reason"]).inc()
     return Filed(name, None, "quarantined", spooled)
+
+
+def _give_up(spool: Spool, attempt: Attempt, attempts: int, error: str | None) -> Filed:
+    """failed/ with `too many attempts`, naming the last error (an object moved away by someone
+    else meanwhile counts as gone)."""
+    why = {"reason": "too many attempts", "error": error, "attempts": attempts}
+    try:
+        stat = os.stat(spool.ready_path(attempt.name))
+        return _quarantine_with(spool, ReadyObject(attempt.name, stat.st_mtime, stat.st_size), why)
+    except FileNotFoundError:
+        return Filed(attempt.name, None, "gone")
 
 
 # Errors that say "this object cannot be filed" (as opposed to "the storage is unwell"), and the
@@ -123,6 +138,11 @@ def file_object(
     root = Path(filing.directory)
     if not root.is_dir():
         raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
+    if settlement is None:  # durable on return; folders made with the spool's modes
+        settlement = Settlement(spool.modes)
+        filed = file_object(spool, name, filing, rng, settlement)
+        settlement.finish()
+        return filed
     source = spool.ready_path(name)
     try:
         stat = os.stat(source)  # what the spool's counts know it by (shared.spool_counts)
@@ -143,3 +163,40 @@ def file_object(
         f"ingest.{placed.outcome}", name=name, target=str(placed.path), attempts=placed.attempts
     )
     return Filed(name, placed.path, placed.outcome, spooled)
+
+
+def file_counted(
+    spool: Spool,
+    name: str,
+    filing: Filing,
+    rng: random.Random,
+    attempts: Attempts,
+    settlement: Settlement,
+) -> Filed:
+    """file_object as one counted attempt; after `attempts.limit` failed ones, failed/.
+
+    Raises StorageUnavailable (uncounted; also when the spool cannot take the attempt's mark)
+    and JobTimeoutException (counted: the job is over).
+    """
+    try:
+        attempt = attempts.begin(name)
+    except OSError as exc:
+        if exc.errno not in TRANSIENT_ERRNOS:
+            raise
+        raise StorageUnavailable(exc.errno, f"spool: {exc.strerror}") from exc
+    if attempts.exhausted(attempt):
+        return _give_up(spool, attempt, attempt.number - 1, attempt.previous_error)
+    try:
+        filed = file_object(spool, name, filing, rng, settlement)
+    except StorageUnavailable:
+        attempts.take_back(attempt)
+        raise
+    except Exception as exc:
+        error = attempts.failed(attempt, exc)
+        log.warning("ingest.attempt_failed", name=name, attempt=attempt.number, error=error)
+        filed = Filed(name, None, "retry")
+        if attempt.number >= attempts.limit:
+            filed = _give_up(spool, attempt, attempt.number, error)
+        if isinstance(exc, JobTimeoutException):
+            raise
+    return filed

@@ -1,7 +1,8 @@
 """`pacs-ingest work`: N rq worker processes on the ingest queue.
 
 Workers are rq SimpleWorkers: each job runs in the worker process itself. rq's default Worker
-forks a child per job, which costs more than filing a whole batch of objects.
+forks a child per job, which costs more than filing a whole batch of objects. Each process runs
+only the jobs workers.guard lets through, within its workers.policy.
 
 While Redis is unreachable a worker process stays up: it says so once, waits with a growing
 pause and starts an rq worker again once Redis answers. (Exiting instead had the parent restart
@@ -17,15 +18,16 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import SimpleWorker
 
-from shared import log
+from shared import log, modes
 from shared.heartbeat import Heartbeat
 from shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
-from shared.options import COMMON, Option, dicom_int, positive
+from shared.options import COMMON, Option, OptionsError, dicom_int, positive
 from shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from shared.queue import connect, ingest_queue
 from shared.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
+from workers import policy
+from workers.guard import GuardedJob, GuardedWorker
 from workers.lease import WorkerLease
 
 _STOP_TIMEOUT_S = 13.0
@@ -51,6 +53,28 @@ ROWS = (
         env="PACS_INGEST_SPOOL_DIR",
     ),
 )
+ALLOW_DIRECTORY = Option(
+    ("--allow-directory",),
+    "the only folders whose trees jobs may name as spool or archive root; a job naming "
+    "another is refused (work: required; up: its --directory and --spool-dir, and these)",
+    "filing",
+    type=str,
+    kind="multi",
+    metavar="dir",
+    env="PACS_INGEST_ALLOW_DIRECTORY",
+)
+MAX_ATTEMPTS = Option(
+    ("--max-attempts",),
+    "attempts to file an object (failed or cut short by a crash or timeout) before it goes "
+    "to failed/; storage outages do not count",
+    "filing",
+    type=positive(dicom_int),
+    default=policy.DEFAULT_MAX_ATTEMPTS,
+    metavar="n",
+    env="PACS_INGEST_MAX_ATTEMPTS",
+)
+FILING_POLICY_ROWS = (ALLOW_DIRECTORY, MAX_ATTEMPTS)
+ROWS = (*ROWS, *FILING_POLICY_ROWS, *modes.ROWS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +84,27 @@ class WorkerSettings:
     redis_url: str
     queue: str
     log_level: str
+    policy: policy.WorkerPolicy
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, processes: int) -> "WorkerSettings":
+    def from_args(
+        cls, args: argparse.Namespace, processes: int, own_directories: tuple[str, ...] = ()
+    ) -> "WorkerSettings":
+        """Settings from parsed options; `own_directories` are allowed in any case (`up`'s spool
+        and archive). OptionsError if no directory is allowed at all."""
+        allowed = (*own_directories, *args.allow_directory)
+        if not allowed:
+            raise OptionsError(
+                "missing --allow-directory: name the folders holding the spools and archive "
+                "roots this worker may file (or set PACS_INGEST_ALLOW_DIRECTORY)"
+            )
         return cls(
-            processes, getattr(args, "burst", False), args.redis_url, args.queue, args.log_level
+            processes,
+            getattr(args, "burst", False),
+            args.redis_url,
+            args.queue,
+            args.log_level,
+            policy.WorkerPolicy.of(allowed, modes.modes_from_args(args), args.max_attempts),
         )
 
 
@@ -87,9 +127,9 @@ class _RedisTrouble(logging.Filter):
         return True
 
 
-class _IngestWorker(SimpleWorker):
-    """rq's SimpleWorker, remembering whether it was asked to stop (SIGTERM, SIGINT) rather
-    than gave up on Redis."""
+class _IngestWorker(GuardedWorker):
+    """workers.guard's SimpleWorker, remembering whether it was asked to stop (SIGTERM,
+    SIGINT) rather than gave up on Redis."""
 
     stop_requested = False
     max_connection_wait_time = LONGEST_RETRY_S  # rq's own retry of a lost dequeue, 60 s otherwise
@@ -102,7 +142,7 @@ class _IngestWorker(SimpleWorker):
 def _work_until_redis_fails(settings: WorkerSettings, connection: Redis, link: RedisLink) -> bool:
     """Run one rq worker; True once it stopped for good (asked to, or --burst and done)."""
     worker = _IngestWorker(
-        [ingest_queue(connection, settings.queue)],
+        [ingest_queue(connection, settings.queue, job_class=GuardedJob)],
         connection=connection,
         serializer=OrjsonSerializer,
     )
@@ -122,6 +162,7 @@ def _work_until_redis_fails(settings: WorkerSettings, connection: Redis, link: R
 
 def _worker_process(settings: WorkerSettings) -> None:
     log.configure(settings.log_level, role="worker")
+    policy.install(settings.policy)
     link = RedisLink(settings.redis_url)
     logging.getLogger("rq.worker").addFilter(_RedisTrouble(link))
     connection = connect(settings.redis_url, blocking=True)

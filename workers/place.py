@@ -22,6 +22,7 @@ from pathlib import Path
 
 from shared.jobs import Filing
 from shared.metrics import RENAME_RETRIES
+from shared.modes import DEFAULT_MODES, Modes, make_dir, open_new
 from shared.spool import fsync_dir
 from workers import duplicates
 
@@ -59,9 +60,11 @@ def retry_pause(rng: random.Random, jitter_ms: int) -> float:
 
 
 class Settlement:
-    """The folders a batch of placements changed and the spool copies it may then remove."""
+    """The folders a batch of placements changed and the spool copies it may then remove; the
+    folders it makes get `modes.dir`."""
 
-    def __init__(self) -> None:
+    def __init__(self, modes: Modes = DEFAULT_MODES) -> None:
+        self.modes = modes
         self._changed: dict[Path, None] = {}  # insertion-ordered set
         self._sources: list[Path] = []
 
@@ -84,24 +87,24 @@ class Settlement:
 
 
 def _make_parents(directory: Path, root: Path, settlement: Settlement) -> None:
-    """mkdir -p `directory`; each parent whose entries changed is fsynced with the batch."""
+    """mkdir -p `directory` with the settlement's folder mode; each parent whose entries changed
+    is fsynced with the batch."""
     missing = []
     while not directory.exists() and directory != root:
         missing.append(directory)
         directory = directory.parent
     for folder in reversed(missing):
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        settlement.changed(folder.parent)
+        if make_dir(folder, settlement.modes):
+            settlement.changed(folder.parent)
 
 
 def _scratch_copy(source: Path, directory: Path) -> Path:
-    """A fsynced copy of `source` in `directory` (on the target's file system)."""
+    """A fsynced copy of `source` in `directory` (on the target's file system), with the mode
+    the object was spooled with, as a rename would keep it."""
     scratch = directory / f".{source.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp"
+    spooled = Modes(file=os.stat(source).st_mode & 0o777)
     try:
-        with open(source, "rb") as src, open(scratch, "xb") as dst:
+        with open(source, "rb") as src, open(open_new(scratch, spooled), "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
             os.fsync(dst.fileno())

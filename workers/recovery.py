@@ -21,7 +21,8 @@ A pass also gives the claims of dead workers back to their lanes (workers.claims
 drain where refs wait, removes empty closed buckets, and the incoming/ leftovers of receiver
 processes that died. It keeps the spool's counts (shared.spool_counts) true where it looks:
 a bucket it lists is recounted from the listing, a bucket it removes loses its counts, and
-failed/ is recounted on every pass. One pass per spool runs at a time.
+failed/ is recounted on every pass. It drops the attempt counts and marks (workers.attempts)
+a crash left behind for objects no longer in ready/. One pass per spool runs at a time.
 """
 
 import time
@@ -43,6 +44,8 @@ from shared.lane import (
 from shared.queue import ingest_queue
 from shared.spool import Spool, bucket_closed, bucket_start
 from shared.spool_counts import forget_bucket, recount_bucket, recount_failed
+from workers import policy
+from workers.attempts import attempts_key
 from workers.backoff import on_hold
 from workers.claims import reclaim_dead
 
@@ -149,6 +152,26 @@ def recover_lane(
         ensure_drain(rq_queue, DrainJob(str(spool), lane))
 
 
+def _forget_stale_attempts(spool: Spool, connection: Redis) -> None:
+    """Drop the attempt counts and marks a crash left behind for objects that left ready/.
+
+    A worker marks only objects in ready/, and an object never comes back under the same ref, so
+    a ref read from a count or a mark whose object is missing from ready/ has left it for good.
+    The cost follows the objects with attempts, not the backlog.
+    """
+    key = attempts_key(str(spool))
+    stale = [
+        ref
+        for ref in (raw.decode() for raw in connection.hkeys(key))
+        if not spool.ready_path(ref).exists()
+    ]
+    if stale:
+        connection.hdel(key, *stale)
+    for ref, path in spool.attempt_marks():
+        if not spool.ready_path(ref).exists():
+            path.unlink(missing_ok=True)
+
+
 def sweep(spool: Spool, rq_queue: Queue, *, now: float, holder: str) -> SweepResult | None:
     """One recovery pass over `spool` by worker `holder`, or None if a live worker's pass holds
     it; `now` is a time.time() reading."""
@@ -161,6 +184,7 @@ def sweep(spool: Spool, rq_queue: Queue, *, now: float, holder: str) -> SweepRes
         for lane in spool.lanes():
             recover_lane(spool, lane, rq_queue, result, now=now, epoch=epoch)
         recount_failed(connection, str(spool), spool.failed_totals(), now=now)
+        _forget_stale_attempts(spool, connection)
     finally:
         connection.delete(_lock_key(str(spool)))
     if result.requeued or result.reclaimed or result.removed_incoming:
@@ -174,7 +198,7 @@ def sweep_job(payload: dict) -> None:
     rq_job = get_current_job()
     rq_job.connection.delete(sweep_pending_key(job.spool))
     sweep(
-        Spool(job.spool),
+        Spool(job.spool, policy.current().modes),
         ingest_queue(rq_job.connection, rq_job.origin),
         now=time.time(),
         holder=rq_job.worker_name or rq_job.id,

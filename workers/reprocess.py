@@ -31,6 +31,7 @@ from watchfiles import watch
 from shared import log, part10
 from shared.jobs import DrainJob, Filing, SweepJob, enqueue_sweep, register_spool
 from shared.lane import open_lane
+from shared.modes import Modes, make_dirs
 from shared.options import Option, StartupError
 from shared.processes import StopSignal
 from shared.queue import connect, ingest_queue
@@ -89,6 +90,7 @@ ROWS = (
 @dataclass(frozen=True, slots=True)
 class ReprocessSettings:
     spool_dir: str
+    modes: Modes
     filing: Filing
     failed: bool
     imports: tuple[str, ...]
@@ -204,9 +206,9 @@ def _count_unquarantined(connection: Redis, spool: Spool, refs: list[str]) -> No
 def reprocess(settings: ReprocessSettings) -> int:
     _check_paths(settings)
     stop = StopSignal().install()
-    spool = Spool(settings.spool_dir)
+    spool = Spool(settings.spool_dir, settings.modes)
     spool.create()
-    Path(settings.filing.directory).mkdir(parents=True, exist_ok=True)  # as receivers do
+    make_dirs(Path(settings.filing.directory), settings.modes)  # as receivers do
     rq_queue = ingest_queue(connect(settings.redis_url), settings.queue)
     job = DrainJob(str(spool), open_lane(spool, settings.filing))
     counts = Counts()
