@@ -160,8 +160,8 @@ class Spool:
                 if not folder.is_dir():
                     make_dir(folder, self.modes)
                     fsync_dir(folder.parent)
-                with open(folder / self._writer_mark(bucket), "wb"):
-                    pass
+                with contextlib.suppress(FileExistsError):
+                    os.close(open_new(folder / self._writer_mark(bucket), self.modes))
                 fsync_dir(folder)
             self._owed[key] = self._owed.get(key, 0) + 1
 
@@ -211,7 +211,8 @@ class Spool:
             return
         make_dirs(folder, self.modes)
         scratch = folder / f"{LANE_RECORD}.{os.getpid()}.tmp"
-        with open(scratch, "wb") as f:
+        scratch.unlink(missing_ok=True)  # left by a crash of an earlier process of this pid
+        with open(open_new(scratch, self.modes), "wb") as f:
             f.write(record)
             f.flush()
             os.fsync(f.fileno())
@@ -301,8 +302,10 @@ class Spool:
         for bucket in {self.ready_path(ref).parent for ref in refs}:
             if (bucket / UNQUEUED_MARK).exists():
                 continue
-            with open(bucket / UNQUEUED_MARK, "wb") as f:
-                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                fd = open_new(bucket / UNQUEUED_MARK, self.modes)
+                os.fsync(fd)
+                os.close(fd)
             fsync_dir(bucket)
 
     def unqueued_marked(self, lane: str, bucket: str) -> bool:

@@ -119,8 +119,7 @@ def test_a_full_spool_does_not_stop_its_objects_from_being_filed(pipeline: Pipel
         work = pipeline.work("--processes", "1", "--max-attempts", "1")
         wait_until(
             lambda: (
-                len(archive_files(pipeline.archive)) == 4
-                and not any((pipeline.spool / "ready").iterdir())
+                len(archive_files(pipeline.archive)) == 4 and not waiting_objects(pipeline.spool)
             ),
             60,
             "all 4 filed from the full spool",

@@ -16,7 +16,7 @@ from benchmarks.corpus import make_corpus
 from shared.modes import Modes
 from shared.spool import Spool
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, archive_files, wait_until
+from tests.helpers import ROOT, archive_files, wait_until, waiting_objects
 from workers.attempts import Attempts
 
 PATTERN = "{PatientID}/{StudyInstanceUID}/{SOPInstanceUID}.dcm"
@@ -59,7 +59,7 @@ def _file_through_up(pipeline: Pipeline, *extra: str) -> None:
     wait_until(
         lambda: (
             len(archive_files(pipeline.archive)) == len(objects)
-            and not any((pipeline.spool / "ready").iterdir())
+            and not waiting_objects(pipeline.spool)
         ),
         60,
         "every object filed",

@@ -16,11 +16,12 @@ from redis import Redis
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from benchmarks.corpus import make_corpus
-from shared.jobs import Filing
+from shared.jobs import DrainJob, Filing
+from shared.lane import ensure_drain, names_key, open_lane
 from shared.queue import ingest_queue
-from shared.spool import Spool
+from shared.spool import Spool, bucket_at
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, wait_until
+from tests.helpers import archive_files, started_processes, wait_until, waiting_objects
 from workers.attempts import Attempts, attempts_key
 from workers.ingest import file_counted
 from workers.place import Settlement
@@ -55,9 +56,7 @@ def _worker_pid(log_text: str) -> int:
 
 
 def _all_filed(pipeline: Pipeline, count: int) -> bool:
-    return len(archive_files(pipeline.archive)) == count and not any(
-        (pipeline.spool / "ready").iterdir()
-    )
+    return len(archive_files(pipeline.archive)) == count and not waiting_objects(pipeline.spool)
 
 
 def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attempts(
@@ -71,15 +70,20 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     wait_until(lambda: _all_filed(pipeline, 2), 60, "the first objects filed")
 
     # A FIFO in ready/ nobody writes to: a worker opening it to read the header blocks forever,
-    # as on a hung network file system. Old enough for the sweep to enqueue it at once.
-    poison = uuid.uuid4().hex
-    os.mkfifo(pipeline.spool / "ready" / f"{poison}.dcm")
-    os.utime(pipeline.spool / "ready" / f"{poison}.dcm", (time.time() - 60,) * 2)
+    # as on a hung network file system. In a closed bucket of the receivers' lane, queued as a
+    # receiver queues what it stores; recovery queues it again once Redis lost its data.
     spool = Spool(pipeline.spool)
+    (lane,) = spool.lanes()
+    bucket, poison = bucket_at(time.time() - 60), uuid.uuid4().hex
+    ref = f"{lane}/{bucket}/{poison}"
+    spool.ready_path(ref).parent.mkdir(exist_ok=True)
+    os.mkfifo(spool.ready_path(ref))
+    redis.rpush(names_key(lane), f"{bucket}/{poison}")
+    ensure_drain(ingest_queue(redis), DrainJob(str(pipeline.spool), lane))
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        wait_until(lambda n=attempt: _marked_attempts(spool, poison) == n, 60, f"attempt {attempt}")
+        wait_until(lambda n=attempt: _marked_attempts(spool, ref) == n, 60, f"attempt {attempt}")
         # Redis counts the attempts known to have failed: those cut short before this one.
-        assert int(redis.hget(attempts_key(str(pipeline.spool)), poison) or 0) == attempt - 1
+        assert int(redis.hget(attempts_key(str(pipeline.spool)), ref) or 0) == attempt - 1
         os.kill(_worker_pid(work.log()), signal.SIGKILL)
         if attempt > 1:  # the count must survive Redis losing everything (the marks keep it)
             redis.flushall()
@@ -93,7 +97,7 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     assert "did not finish" in reason["error"]
     assert stat.S_ISFIFO((pipeline.spool / "failed" / f"{poison}.dcm").stat().st_mode)
     assert spool.attempt_marks() == []
-    assert redis.hget(attempts_key(str(pipeline.spool)), poison) is None
+    assert redis.hget(attempts_key(str(pipeline.spool)), ref) is None
 
     _send(objects[2:], pipeline.port)
     wait_until(lambda: _all_filed(pipeline, 4), 60, "the later objects filed")
@@ -132,15 +136,19 @@ def test_the_sweep_removes_the_attempts_of_objects_that_left_ready_and_keeps_the
     connection = Redis.from_url(redis_url)
     spool = Spool(tmp_path / "spool")
     spool.create()
-    attempts = Attempts(connection, spool, limit=3)
-    for name in ("filed", "waiting"):
-        spool.ready_path(name).write_bytes(b"")
-        attempts.failed(attempts.begin(name), RuntimeError("boom"))  # counted in both places
-    spool.ready_path("filed").unlink()  # filed by a worker killed before it forgot the marks
     filing = Filing(str(tmp_path / "archive"), None, rename_retries=0, rename_retry_jitter=0)
-    sweep(spool, filing, ingest_queue(connection), now=time.time())
-    assert {name for name, _ in spool.attempt_marks()} == {"waiting"}
-    assert connection.hkeys(attempts_key(str(spool))) == [b"waiting"]
+    lane = open_lane(spool, filing)
+    bucket = bucket_at(time.time() - 60)
+    refs = {name: f"{lane}/{bucket}/{uuid.uuid4().hex}" for name in ("filed", "waiting")}
+    spool.ready_path(refs["filed"]).parent.mkdir()
+    attempts = Attempts(connection, spool, limit=3)
+    for ref in refs.values():
+        spool.ready_path(ref).write_bytes(b"")
+        attempts.failed(attempts.begin(ref), RuntimeError("boom"))  # counted in both places
+    spool.ready_path(refs["filed"]).unlink()  # filed by a worker killed before it forgot them
+    sweep(spool, ingest_queue(connection), now=time.time(), holder="test")
+    assert {ref for ref, _ in spool.attempt_marks()} == {refs["waiting"]}
+    assert connection.hkeys(attempts_key(str(spool))) == [refs["waiting"].encode()]
 
 
 @pytest.mark.timeout(60, method="thread")  # rq's death penalty takes SIGALRM for itself

@@ -18,7 +18,7 @@ from shared.embedded_redis import free_port
 from tests.certificates import PASSWORD as KEY_PASSWORD
 from tests.certificates import make_pki
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, wait_until
+from tests.helpers import archive_files, wait_until, waiting_objects
 
 DEFAULT_PASSWORD = "default-Secret-1"
 INGEST_PASSWORD = "ingest-Secret-2"
@@ -111,7 +111,7 @@ def _files_objects_through(tmp_path: Path, redis_url: str, secret: str) -> None:
         wait_until(
             lambda: (
                 len(archive_files(pipeline.archive)) == len(objects)
-                and not any((pipeline.spool / "ready").iterdir())
+                and not waiting_objects(pipeline.spool)
             ),
             60,
             "every object filed",
