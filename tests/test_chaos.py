@@ -46,14 +46,14 @@ def _stored(pipeline: Pipeline) -> int:
 def _chaos(
     pipeline: Pipeline, redis: RedisServer, senders: list[Sender], rng: random.Random
 ) -> Counter:
-    """Kill a random worker at every 2 % of the objects stored, one receiver at 30 %, restart
+    """Kill a random worker at every 1 % of the objects stored, one receiver at 30 %, restart
     Redis at 60 %.
 
     The schedule follows progress, not the clock: however fast the pipeline gets, every fault
     strikes while objects are in flight.
     """
     done = Counter()
-    next_worker_kill = 0.02
+    next_worker_kill = 0.01
     while any(s.is_alive() for s in senders):
         time.sleep(0.1)
         progress = _stored(pipeline) / OBJECTS
@@ -62,7 +62,7 @@ def _chaos(
         if workers and progress >= next_worker_kill:
             os.kill(rng.choice(workers), signal.SIGKILL)
             done["workers killed"] += 1
-            next_worker_kill = progress + 0.02
+            next_worker_kill = progress + 0.01
         if progress >= 0.3 and not done["receivers killed"]:
             receivers = _pids(log_text, "receiver-")
             os.kill(rng.choice(receivers), signal.SIGKILL)
@@ -140,7 +140,7 @@ def test_chaos_loses_nothing_acknowledged(
                 f"({', '.join(f'{k}={v}' for k, v in chaos.items())}, "
                 f"sender runs={sum(s.attempts for s in senders)})"
             )
-        assert chaos["workers killed"] >= 10 and chaos["receivers killed"] == 1
+        assert chaos["workers killed"] >= 5 and chaos["receivers killed"] == 1
         assert chaos["redis restarts"] == 1
         assert len(acknowledged) == len(sources), "senders gave up before the deadline"
         assert lost == [] and duplicates == 0 and different == [] and left == 0

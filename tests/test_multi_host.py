@@ -113,7 +113,13 @@ def test_a_worker_host_dies_and_the_other_files_everything(tmp_path: Path) -> No
 
         sender = Sender(tmp_path / "corpus", net["receiver"])
         sender.start()
-        wait_until(lambda: len(archive_files(archive)) >= KILL_AFTER, 60, f"{KILL_AFTER} filed")
+        wait_until(
+            lambda: (
+                len(archive_files(archive)) >= KILL_AFTER and _filed_by(logs / "worker1.log") > 0
+            ),
+            60,
+            f"{KILL_AFTER} filed, some of them by worker1",
+        )
         net["worker1"].kill()
         filed_at_kill = len(archive_files(archive))
         assert net["worker1"].pids() == []
