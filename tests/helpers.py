@@ -355,3 +355,15 @@ class Sender(threading.Thread):
                     current = None
             if result.returncode != 0:
                 time.sleep(0.5)  # the receiver it talked to died: let it come back
+
+
+def store_all(paths: Sequence[Path], port: int) -> None:
+    """DCMTK storescu sends `paths` to Called AE INGEST on `port`; every one must succeed."""
+    result = subprocess.run(
+        ["storescu", "-aec", "INGEST", "127.0.0.1", str(port), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -16,7 +16,7 @@ from benchmarks.corpus import make_corpus
 from shared.modes import Modes
 from shared.spool import Spool
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, archive_files, wait_until, waiting_objects
+from tests.helpers import ROOT, archive_files, store_all, wait_until, waiting_objects
 from workers.attempts import Attempts
 
 PATTERN = "{PatientID}/{StudyInstanceUID}/{SOPInstanceUID}.dcm"
@@ -41,21 +41,10 @@ def _modes_below(root: Path) -> tuple[set[int], set[int]]:
     return files, folders
 
 
-def _send(paths: list[Path], port: int) -> None:
-    result = subprocess.run(
-        ["storescu", "-aec", "INGEST", "127.0.0.1", str(port), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def _file_through_up(pipeline: Pipeline, *extra: str) -> None:
     pipeline.up("--receivers", "1", "--workers", "1", "--filepath", PATTERN, *extra)
     objects = make_corpus(pipeline.tmp_path / "corpus", 4, patients=2)
-    _send(objects, pipeline.port)
+    store_all(objects, pipeline.port)
     wait_until(
         lambda: (
             len(archive_files(pipeline.archive)) == len(objects)

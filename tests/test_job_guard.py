@@ -19,23 +19,12 @@ from shared.lane import names_key, open_lane
 from shared.options import parse_args
 from shared.spool import Spool
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, archive_files, wait_until, waiting_objects
+from tests.helpers import ROOT, archive_files, store_all, wait_until, waiting_objects
 from workers.main import WorkerSettings
 
 QUEUE = "pacs-ingest"
 # Importing `this` prints the Zen of Python: on the worker's stdout, which is its log.
 ZEN = "Beautiful is better than ugly."
-
-
-def _send(paths: list[Path], port: int) -> None:
-    result = subprocess.run(
-        ["storescu", "-aec", "INGEST", "127.0.0.1", str(port), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _refused(log_text: str, event: str = "job.refused") -> list[dict]:
@@ -48,7 +37,7 @@ def test_jobs_naming_other_functions_or_directories_are_refused_and_filing_goes_
 ) -> None:
     pipeline.receive("--receivers", "1")
     objects = make_corpus(pipeline.tmp_path / "corpus", 6)
-    _send(objects[:3], pipeline.port)  # in ready/, their refs queued: no worker runs yet
+    store_all(objects[:3], pipeline.port)  # in ready/, their refs queued: no worker runs yet
     assert len(waiting_objects(pipeline.spool)) == 3
     (lane,) = Spool(pipeline.spool).lanes()
     elsewhere = pipeline.tmp_path.parent / f"{pipeline.tmp_path.name}-elsewhere"
@@ -73,7 +62,7 @@ def test_jobs_naming_other_functions_or_directories_are_refused_and_filing_goes_
     work = pipeline.work("--processes", "1")
     wait_until(lambda: len(archive_files(pipeline.archive)) == 3, 60, "the first objects filed")
     wait_until(lambda: len(_refused(work.log())) == len(hostile), 30, "every refusal logged")
-    _send(objects[3:], pipeline.port)
+    store_all(objects[3:], pipeline.port)
     wait_until(
         lambda: len(archive_files(pipeline.archive)) == 6 and not waiting_objects(pipeline.spool),
         60,

@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import stat
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -21,24 +20,13 @@ from shared.lane import ensure_drain, names_key, open_lane
 from shared.queue import ingest_queue
 from shared.spool import Spool, bucket_at
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, wait_until, waiting_objects
+from tests.helpers import archive_files, started_processes, store_all, wait_until, waiting_objects
 from workers.attempts import Attempts, attempts_key
 from workers.ingest import file_counted
 from workers.place import Settlement
 from workers.recovery import sweep
 
 MAX_ATTEMPTS = 3
-
-
-def _send(paths: list[Path], port: int) -> None:
-    result = subprocess.run(
-        ["storescu", "-aec", "INGEST", "127.0.0.1", str(port), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _marked_attempts(spool: Spool, name: str) -> int:
@@ -66,7 +54,7 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     pipeline.receive("--receivers", "1")
     work = pipeline.work("--processes", "1", "--max-attempts", str(MAX_ATTEMPTS))
     objects = make_corpus(pipeline.tmp_path / "corpus", 4)
-    _send(objects[:2], pipeline.port)
+    store_all(objects[:2], pipeline.port)
     wait_until(lambda: _all_filed(pipeline, 2), 60, "the first objects filed")
 
     # A FIFO in ready/ nobody writes to: a worker opening it to read the header blocks forever,
@@ -99,7 +87,7 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     assert spool.attempt_marks() == []
     assert redis.hget(attempts_key(str(pipeline.spool)), ref) is None
 
-    _send(objects[2:], pipeline.port)
+    store_all(objects[2:], pipeline.port)
     wait_until(lambda: _all_filed(pipeline, 4), 60, "the later objects filed")
     assert list((pipeline.spool / "attempts").iterdir()) == []
     assert sorted(p.name for p in (pipeline.spool / "failed").iterdir()) == sorted(

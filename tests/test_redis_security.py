@@ -2,7 +2,6 @@
 password, an ACL user, and TLS with client certificates; passwords never reach the logs."""
 
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -18,7 +17,7 @@ from shared.embedded_redis import free_port
 from tests.certificates import PASSWORD as KEY_PASSWORD
 from tests.certificates import make_pki
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, wait_until, waiting_objects
+from tests.helpers import archive_files, store_all, wait_until, waiting_objects
 
 DEFAULT_PASSWORD = "default-Secret-1"
 INGEST_PASSWORD = "ingest-Secret-2"
@@ -89,17 +88,6 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, str]]:
         yield port, query
 
 
-def _send(paths: list[Path], port: int) -> None:
-    result = subprocess.run(
-        ["storescu", "-aec", "INGEST", "127.0.0.1", str(port), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def _files_objects_through(tmp_path: Path, redis_url: str, secret: str) -> None:
     """`receive` and `work` on `redis_url` file what storescu sends; `secret` is in no log."""
     pipeline = Pipeline(tmp_path, redis_url, free_port())
@@ -107,7 +95,7 @@ def _files_objects_through(tmp_path: Path, redis_url: str, secret: str) -> None:
         pipeline.receive("--receivers", "1")
         pipeline.work("--processes", "1")
         objects = make_corpus(tmp_path / "corpus", 5)
-        _send(objects, pipeline.port)
+        store_all(objects, pipeline.port)
         wait_until(
             lambda: (
                 len(archive_files(pipeline.archive)) == len(objects)
