@@ -240,8 +240,12 @@ class Spool:
                 if entry.name.endswith(READY_SUFFIX):
                     yield entry.name[: -len(READY_SUFFIX)]
 
-    def bucket_objects(self, lane: str, bucket: str) -> Iterator[ReadyObject]:
-        """The objects waiting in one bucket, with a stat each (for recovery's recount)."""
+    def bucket_tally(self, lane: str, bucket: str) -> tuple[list[str], int, float | None]:
+        """The names of the objects waiting in one bucket, their bytes and their earliest mtime
+        (None: empty), from one stat each (for recovery, which recounts what it lists)."""
+        names = []
+        size = 0
+        earliest = None
         with os.scandir(self.ready / lane / bucket) as entries:
             for entry in entries:
                 if entry.name.endswith(READY_SUFFIX):
@@ -249,8 +253,11 @@ class Spool:
                         stat = entry.stat()
                     except FileNotFoundError:  # filed while we looked
                         continue
-                    ref = f"{lane}/{bucket}/{entry.name[: -len(READY_SUFFIX)]}"
-                    yield ReadyObject(ref, stat.st_mtime, stat.st_size)
+                    names.append(entry.name[: -len(READY_SUFFIX)])
+                    size += stat.st_size
+                    if earliest is None or stat.st_mtime < earliest:
+                        earliest = stat.st_mtime
+        return names, size, earliest
 
     def ready_object(self, ref: str) -> ReadyObject | None:
         """`ref` as it is in ready/ now; None if it has left."""

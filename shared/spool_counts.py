@@ -102,16 +102,21 @@ def _fields(lane: str, bucket: str) -> list[str]:
 
 
 def recount_bucket(
-    connection: Redis, spool: str, lane: str, bucket: str, objects: list[ReadyObject]
+    connection: Redis,
+    spool: str,
+    lane: str,
+    bucket: str,
+    tally: tuple[list[str], int, float | None],
 ) -> None:
-    """Replace the counts of one bucket by what recovery's listing of it found."""
+    """Replace the counts of one bucket by what recovery's listing of it found
+    (Spool.bucket_tally: its names, their bytes, their earliest mtime)."""
+    names, nbytes, earliest = tally
     key = counts_key(spool)
+    n, b, t = _fields(lane, bucket)
     with connection.pipeline() as pipe:
-        pipe.hdel(key, *_fields(lane, bucket))
-        if objects:
-            [(count, nbytes, earliest)] = _buckets(objects).values()
-            n, b, t = _fields(lane, bucket)
-            pipe.hset(key, mapping={n: int(count), b: int(nbytes), t: earliest})
+        pipe.hdel(key, n, b, t)
+        if names and earliest is not None:
+            pipe.hset(key, mapping={n: len(names), b: nbytes, t: earliest})
         pipe.execute()
 
 

@@ -308,7 +308,9 @@ def test_recovery_recounts_the_buckets_it_lists_and_drops_those_it_removes(
     # A listing of the old bucket finds two objects (a worker was killed between filing one and
     # counting it out): the listing wins; failed/ is recounted from its own listing.
     bucket = old[0].ref.split("/")[1]
-    recount_bucket(connection, "/spool", "lane", bucket, old[3:])
+    listed = old[3:]
+    tally = ([item.ref for item in listed], len(listed) * 100, listed[0].mtime)
+    recount_bucket(connection, "/spool", "lane", bucket, tally)
     recount_failed(connection, "/spool", (4, 400), now=now)
     counts = read_counts(connection, "/spool", now=now)
     assert (counts.ready_objects, counts.ready_bytes) == (4, 400)

@@ -95,9 +95,9 @@ def _recover_bucket(
     trusted = bucket_start(bucket) >= epoch and not dead_writers
     if trusted and not spool.unqueued_marked(lane, bucket):
         return None
-    objects = list(spool.bucket_objects(lane, bucket))
-    recount_bucket(rq_queue.connection, str(spool), lane, bucket, objects)
-    refs = [item.ref.partition("/")[2] for item in objects]
+    tally = spool.bucket_tally(lane, bucket)
+    recount_bucket(rq_queue.connection, str(spool), lane, bucket, tally)
+    refs = [f"{bucket}/{name}" for name in tally[0]]
     if refs:
         push(rq_queue, DrainJob(str(spool), lane), refs, now=time.time())
     spool.clear_unqueued(lane, bucket)
