@@ -20,7 +20,7 @@ from receiver.main import receive, start_receivers
 from receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from receiver.options import ROWS as RECEIVER_ROWS
 from shared import __version__, log
-from shared.embedded_redis import EmbeddedRedisError, RedisServer, valkey_binary
+from shared.embedded_redis import EmbeddedRedisError
 from shared.jobs import registered_spools
 from shared.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from shared.modes import modes_from_args
@@ -72,14 +72,7 @@ def _embedded_server(spool_dir: str) -> ServerWatch:
     """Claim <spool-dir>/redis and start its server on a Unix socket, with its password."""
     home = RedisHome(spool_dir)
     lock = home.claim()  # kept open (and inherited by the server) until we exit
-    server = RedisServer(
-        valkey_binary(),
-        home.path,
-        persistent=True,
-        unix_socket=home.socket,
-        password=home.password(),
-        keep_fds=(lock,),
-    )
+    server = home.server(lock)
     watch = ServerWatch(server, home)
     watch.start()
     return watch

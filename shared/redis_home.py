@@ -28,7 +28,13 @@ from pathlib import Path
 import orjson
 
 from shared import log
-from shared.embedded_redis import MAX_SOCKET_PATH, EmbeddedRedisError, write_private
+from shared.embedded_redis import (
+    MAX_SOCKET_PATH,
+    EmbeddedRedisError,
+    RedisServer,
+    valkey_binary,
+    write_private,
+)
 
 _ORPHAN_STOP_TIMEOUT_S = 10.0
 
@@ -90,6 +96,18 @@ class RedisHome:
         self._lock = self.path / "lock"
         self._pids = self.path / "pids.json"
         self._password = self.path / "password"
+
+    def server(self, lock: int) -> RedisServer:
+        """The home's server (not yet started): its data here, on the home's socket, with the
+        home's password, holding `lock` (from claim) for as long as it lives."""
+        return RedisServer(
+            valkey_binary(),
+            self.path,
+            persistent=True,
+            unix_socket=self.socket,
+            password=self.password(),
+            keep_fds=(lock,),
+        )
 
     def claim(self) -> int:
         """Lock the home for this process; the locked descriptor (pass it to the server).

@@ -44,6 +44,11 @@ def waiting_objects(spool: Path) -> list[Path]:
     )
 
 
+def all_filed(archive: Path, spool: Path, count: int) -> bool:
+    """`count` files in the archive and nothing waiting in the spool."""
+    return len(archive_files(archive)) == count and not waiting_objects(spool)
+
+
 def archive_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file())
 

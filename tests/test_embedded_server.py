@@ -32,6 +32,7 @@ from tests.helpers import (
     wait_until,
     waiting_objects,
 )
+from tests.receivers import run_pacs_ingest
 
 OBJECTS = 600
 KILL_AFTER = 60  # objects spooled or filed: the stream is well under way
@@ -87,16 +88,6 @@ def _assert_filed_once(pipeline: Pipeline, acknowledged: set[Path]) -> None:
     assert set(filed) == wanted
     assert all(count == 1 for count in filed.values())
     assert not list((pipeline.spool / "failed").glob("*.dcm"))
-
-
-def _pacs_ingest(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pacs_ingest", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
 
 
 @pytest.mark.timeout(240)
@@ -177,7 +168,7 @@ def test_a_second_up_on_a_live_spool_exits_2(tmp_path: Path, port: int) -> None:
     try:
         first = pipeline.up()
         other_port = str(port + 1 if port < 65535 else port - 1)
-        second = _pacs_ingest(
+        second = run_pacs_ingest(
             "up",
             *("-b", f"INGEST:{other_port}", "--directory", str(tmp_path / "other")),
             *("--spool-dir", str(pipeline.spool)),
@@ -196,14 +187,7 @@ def test_a_server_left_by_a_dead_up_is_stopped_at_start_up(tmp_path: Path, port:
     pipeline = Pipeline(tmp_path, "", port)
     home = RedisHome(pipeline.spool)
     lock = home.claim()
-    orphan = RedisServer(
-        valkey_binary(),
-        home.path,
-        persistent=True,
-        unix_socket=home.socket,
-        password=home.password(),
-        keep_fds=(lock,),
-    )
+    orphan = home.server(lock)
     orphan.start()
     dead_up = subprocess.Popen(["true"])
     dead_up.wait()
@@ -259,7 +243,7 @@ def test_work_reprocess_and_rqinfo_find_the_server_from_the_spool_and_never_show
         connection = Redis.from_url(url)
 
         imports = make_corpus(tmp_path / "import", 5, size=2048)
-        reprocess = _pacs_ingest(
+        reprocess = run_pacs_ingest(
             "reprocess",
             *("--spool-dir", str(pipeline.spool), "--directory", str(elsewhere)),
             *("--import", str(imports[0].parent)),
@@ -288,7 +272,7 @@ def test_work_reprocess_and_rqinfo_find_the_server_from_the_spool_and_never_show
             assert (home.path / name).stat().st_mode & 0o777 == 0o600, name
         assert home.path.stat().st_mode & 0o777 == 0o700
 
-        helps = [_pacs_ingest(name, "--help").stdout for name in ("up", "work", "reprocess")]
+        helps = [run_pacs_ingest(name, "--help").stdout for name in ("up", "work", "reprocess")]
         assert work.stop() == 0
         assert up.stop() == 0 and _servers_on(pipeline.spool) == []
         shown = [up.log(), work.log(), reprocess.stdout, reprocess.stderr, *helps]
@@ -300,10 +284,10 @@ def test_work_reprocess_and_rqinfo_find_the_server_from_the_spool_and_never_show
 
 
 def test_work_without_a_url_or_an_embedded_server_exits_2(tmp_path: Path) -> None:
-    neither = _pacs_ingest("work")
+    neither = run_pacs_ingest("work")
     assert neither.returncode == 2
     assert "give --redis-url (or REDIS_URL), or the --spool-dir of an `up`" in neither.stderr
-    empty = _pacs_ingest("work", "--spool-dir", str(tmp_path))
+    empty = run_pacs_ingest("work", "--spool-dir", str(tmp_path))
     assert empty.returncode == 2
     assert f"{tmp_path} has no embedded server" in empty.stderr
 

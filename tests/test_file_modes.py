@@ -16,7 +16,7 @@ from benchmarks.corpus import make_corpus
 from shared.modes import Modes
 from shared.spool import Spool
 from tests.conftest import Pipeline
-from tests.helpers import ROOT, archive_files, store_all, wait_until, waiting_objects
+from tests.helpers import ROOT, all_filed, store_all, wait_until
 from workers.attempts import Attempts
 
 PATTERN = "{PatientID}/{StudyInstanceUID}/{SOPInstanceUID}.dcm"
@@ -46,12 +46,7 @@ def _file_through_up(pipeline: Pipeline, *extra: str) -> None:
     objects = make_corpus(pipeline.tmp_path / "corpus", 4, patients=2)
     store_all(objects, pipeline.port)
     wait_until(
-        lambda: (
-            len(archive_files(pipeline.archive)) == len(objects)
-            and not waiting_objects(pipeline.spool)
-        ),
-        60,
-        "every object filed",
+        lambda: all_filed(pipeline.archive, pipeline.spool, len(objects)), 60, "every object filed"
     )
 
 

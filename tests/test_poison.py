@@ -20,7 +20,7 @@ from shared.lane import ensure_drain, names_key, open_lane
 from shared.queue import ingest_queue
 from shared.spool import Spool, bucket_at
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, store_all, wait_until, waiting_objects
+from tests.helpers import all_filed, started_processes, store_all, wait_until
 from workers.attempts import Attempts, attempts_key
 from workers.ingest import file_counted
 from workers.place import Settlement
@@ -43,10 +43,6 @@ def _worker_pid(log_text: str) -> int:
     return [pid for name, pid in started_processes(log_text) if name.startswith("worker")][-1]
 
 
-def _all_filed(pipeline: Pipeline, count: int) -> bool:
-    return len(archive_files(pipeline.archive)) == count and not waiting_objects(pipeline.spool)
-
-
 def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attempts(
     pipeline: Pipeline,
 ) -> None:
@@ -55,7 +51,9 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     work = pipeline.work("--processes", "1", "--max-attempts", str(MAX_ATTEMPTS))
     objects = make_corpus(pipeline.tmp_path / "corpus", 4)
     store_all(objects[:2], pipeline.port)
-    wait_until(lambda: _all_filed(pipeline, 2), 60, "the first objects filed")
+    wait_until(
+        lambda: all_filed(pipeline.archive, pipeline.spool, 2), 60, "the first objects filed"
+    )
 
     # A FIFO in ready/ nobody writes to: a worker opening it to read the header blocks forever,
     # as on a hung network file system. In a closed bucket of the receivers' lane, queued as a
@@ -88,7 +86,9 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     assert redis.hget(attempts_key(str(pipeline.spool)), ref) is None
 
     store_all(objects[2:], pipeline.port)
-    wait_until(lambda: _all_filed(pipeline, 4), 60, "the later objects filed")
+    wait_until(
+        lambda: all_filed(pipeline.archive, pipeline.spool, 4), 60, "the later objects filed"
+    )
     assert list((pipeline.spool / "attempts").iterdir()) == []
     assert sorted(p.name for p in (pipeline.spool / "failed").iterdir()) == sorted(
         [f"{poison}.dcm", f"{poison}.json"]

@@ -17,7 +17,7 @@ from shared.embedded_redis import free_port
 from tests.certificates import PASSWORD as KEY_PASSWORD
 from tests.certificates import make_pki
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, store_all, wait_until, waiting_objects
+from tests.helpers import all_filed, store_all, wait_until
 
 DEFAULT_PASSWORD = "default-Secret-1"
 INGEST_PASSWORD = "ingest-Secret-2"
@@ -97,10 +97,7 @@ def _files_objects_through(tmp_path: Path, redis_url: str, secret: str) -> None:
         objects = make_corpus(tmp_path / "corpus", 5)
         store_all(objects, pipeline.port)
         wait_until(
-            lambda: (
-                len(archive_files(pipeline.archive)) == len(objects)
-                and not waiting_objects(pipeline.spool)
-            ),
+            lambda: all_filed(pipeline.archive, pipeline.spool, len(objects)),
             60,
             "every object filed",
         )

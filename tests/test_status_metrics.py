@@ -32,6 +32,7 @@ from shared.spool_counts import (
 )
 from tests.conftest import Pipeline
 from tests.helpers import ROOT, started_processes, wait_for_port, wait_until, waiting_objects
+from tests.receivers import run_pacs_ingest
 from workers.recovery import UNQUEUED_GRACE_S, sweep
 
 SENDER = "MODALITY1"
@@ -41,22 +42,10 @@ PATTERN = "{StudyDate,date-P1D,yyyyMMdd}/{SOPInstanceUID}.dcm"
 
 
 def status(pipeline: Pipeline, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pacs_ingest",
-            "status",
-            "--spool-dir",
-            str(pipeline.spool),
-            "--redis-url",
-            pipeline.redis_url,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
+    return run_pacs_ingest(
+        *("status", "--spool-dir", str(pipeline.spool), "--redis-url", pipeline.redis_url),
+        *extra,
         timeout=30,
-        cwd=ROOT,
     )
 
 
@@ -329,23 +318,10 @@ def test_a_metrics_port_in_use_stops_the_command_with_exit_2(redis_url: str) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pacs_ingest",
-                "work",
-                "--redis-url",
-                redis_url,
-                "--metrics-port",
-                f"127.0.0.1:{busy}",
-                "--allow-directory",
-                "/srv",
-            ],
-            capture_output=True,
-            text=True,
+        result = run_pacs_ingest(
+            *("work", "--redis-url", redis_url, "--metrics-port", f"127.0.0.1:{busy}"),
+            *("--allow-directory", "/srv"),
             timeout=30,
-            cwd=ROOT,
         )
     assert result.returncode == 2
     assert re.search(rf"cannot serve metrics on 127\.0\.0\.1:{busy}: ", result.stderr)
@@ -353,22 +329,7 @@ def test_a_metrics_port_in_use_stops_the_command_with_exit_2(redis_url: str) -> 
 
 @pytest.mark.parametrize("value", ["0", "70000", "host:", "nine"])
 def test_a_bad_metrics_port_exits_2(value: str, redis_url: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pacs_ingest",
-            "work",
-            "--redis-url",
-            redis_url,
-            "--metrics-port",
-            value,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    result = run_pacs_ingest("work", "--redis-url", redis_url, "--metrics-port", value, timeout=30)
     assert result.returncode == 2
     assert "invalid metrics port" in result.stderr
 
