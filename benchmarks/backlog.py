@@ -33,13 +33,13 @@ from pathlib import Path
 
 from redis import Redis
 
-from shared import part10
-from shared.embedded_redis import RedisServer, server_binary
-from shared.jobs import Filing
-from shared.lane import names_key, open_lane
-from shared.queue import ingest_queue
-from shared.spool import BUCKET_S, READY_SUFFIX, Spool
-from workers.recovery import sweep
+from pacs_ingest.shared import part10
+from pacs_ingest.shared.embedded_redis import RedisServer, server_binary
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.queue import ingest_queue
+from pacs_ingest.shared.spool import BUCKET_S, READY_SUFFIX, Spool
+from pacs_ingest.workers.recovery import sweep
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from benchmarks.corpus import make_corpus
-from shared import part10
-from shared.pattern import Pattern
-from workers.header import read_filing_header
+from pacs_ingest.shared import part10
+from pacs_ingest.shared.pattern import Pattern
+from pacs_ingest.workers.header import read_filing_header
 
 PATTERNS = {
     "none": None,

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 # prometheus_client picks in-memory or mmap values when first imported: each child imports these
 # with its own environment.
-from receiver import store_metrics
-from shared.spool import ReadyObject
-from workers import filing_metrics
+from pacs_ingest.receiver import store_metrics
+from pacs_ingest.shared.spool import ReadyObject
+from pacs_ingest.workers import filing_metrics
 
 _GROUPS = (1, 2, 8, 32)
 _ROUNDS_OBJECTS = 200_000

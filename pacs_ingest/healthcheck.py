@@ -24,9 +24,9 @@ from pynetdicom.sop_class import Verification
 from redis.exceptions import RedisError
 from rq import Worker
 
-from receiver.options import parse_bind
-from shared.jobs import worker_lease_key
-from shared.queue import DEFAULT_QUEUE, connect, ingest_queue
+from pacs_ingest.receiver.options import parse_bind
+from pacs_ingest.shared.jobs import worker_lease_key
+from pacs_ingest.shared.queue import DEFAULT_QUEUE, connect, ingest_queue
 
 HEALTHY, UNHEALTHY, BAD_CONFIGURATION = 0, 1, 2
 _TIMEOUT_S = 5.0

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from shared.pattern import Pattern, PatternError, RenderError
-from shared.safe_path import UnsafePathError, relative_path
-from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
+from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
+from pacs_ingest.shared.safe_path import UnsafePathError, relative_path
+from pacs_ingest.workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
 
 EXIT_SOME_FAILED = 1
 

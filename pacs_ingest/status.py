@@ -15,17 +15,17 @@ from typing import Any
 
 import orjson
 
-from shared.health import Snapshot, take_snapshot
-from shared.heartbeat import Beat
-from shared.options import (
+from pacs_ingest.shared.health import Snapshot, take_snapshot
+from pacs_ingest.shared.heartbeat import Beat
+from pacs_ingest.shared.options import (
     ConfigError,
     Option,
     byte_size,
     dicom_int,
     non_negative,
 )
-from shared.queue import connect, redacted
-from shared.spool import Spool
+from pacs_ingest.shared.queue import connect, redacted
+from pacs_ingest.shared.spool import Spool
 
 EXIT_HEALTHY = 0
 EXIT_REDIS_UNREACHABLE = 3

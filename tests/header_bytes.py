@@ -4,7 +4,7 @@ transfer syntax pydicom reads, lying lengths included, so a test can say exactly
 import struct
 import zlib
 
-from shared import part10
+from pacs_ingest.shared import part10
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"

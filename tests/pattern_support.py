@@ -8,8 +8,8 @@ from datetime import datetime
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from shared.pattern import Pattern
-from workers.header import read_header
+from pacs_ingest.shared.pattern import Pattern
+from pacs_ingest.workers.header import read_header
 
 NOW = datetime(2024, 2, 29, 13, 5, 9, 250_000)
 SYNTAXES = {

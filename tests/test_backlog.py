@@ -15,13 +15,13 @@ from redis import Redis
 
 from benchmarks.backlog import build_backlog
 from benchmarks.corpus import make_corpus
-from shared.jobs import Filing
-from shared.lane import names_key, open_lane
-from shared.queue import ingest_queue
-from shared.spool import Spool
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.queue import ingest_queue
+from pacs_ingest.shared.spool import Spool
+from pacs_ingest.workers.recovery import sweep
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, started_processes, wait_until, waiting_objects
-from workers.recovery import sweep
 
 MEMORY_BOUND_B = 300
 STORESCU_OBJECTS = 2000

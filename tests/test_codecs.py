@@ -21,11 +21,11 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import build_context
 
-from receiver import dimse
-from receiver.associate_pdu import Acceptor, PduError, decode_rq, encode_ac
-from receiver.framing import Framer
-from receiver.negotiation import Acceptance, ContextResult, RoleReply
-from receiver.states import TRANSITIONS
+from pacs_ingest.receiver import dimse
+from pacs_ingest.receiver.associate_pdu import Acceptor, PduError, decode_rq, encode_ac
+from pacs_ingest.receiver.framing import Framer
+from pacs_ingest.receiver.negotiation import Acceptance, ContextResult, RoleReply
+from pacs_ingest.receiver.states import TRANSITIONS
 from tests.raw_peer import c_echo, c_store, split_pdus
 
 UIDS = st.lists(st.integers(1, 999_999), min_size=1, max_size=8).map(

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.corpus import make_corpus
-from shared import part10
-from shared.jobs import Filing
+from pacs_ingest.shared import part10
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.workers.duplicates import DuplicateDiffers, dataset_digest
+from pacs_ingest.workers.place import place
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, corpus_file, pynetdicom_send, wait_until, waiting_objects
-from workers.duplicates import DuplicateDiffers, dataset_digest
-from workers.place import place
 
 SOP_INSTANCE_UID = "1.2.826.0.1.3680043.8.498.1"
 

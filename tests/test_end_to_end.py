@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import split_dataset
 
 from benchmarks.corpus import make_corpus
-from shared import part10
+from pacs_ingest.shared import part10
 from tests.conftest import Pipeline
 from tests.helpers import (
     CorpusFile,

@@ -15,7 +15,7 @@ import pytest
 from pynetdicom import AE
 
 from benchmarks.corpus import make_corpus
-from shared import part10
+from pacs_ingest.shared import part10
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, started_processes, tmpfs, wait_until, waiting_objects
 

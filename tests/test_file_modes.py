@@ -13,11 +13,11 @@ import pytest
 from redis import Redis
 
 from benchmarks.corpus import make_corpus
-from shared.modes import Modes
-from shared.spool import Spool
+from pacs_ingest.shared.modes import Modes
+from pacs_ingest.shared.spool import Spool
+from pacs_ingest.workers.attempts import Attempts
 from tests.conftest import Pipeline
 from tests.helpers import ROOT, all_filed, store_all, wait_until
-from workers.attempts import Attempts
 
 PATTERN = "{PatientID}/{StudyInstanceUID}/{SOPInstanceUID}.dcm"
 

@@ -18,12 +18,17 @@ import pydicom
 import pytest
 from pydicom import dcmread
 
-from shared.pattern import Pattern, RenderError
-from shared.pattern_values import BULK_VRS, resolved_vr
+from pacs_ingest.shared.pattern import Pattern, RenderError
+from pacs_ingest.shared.pattern_values import BULK_VRS, resolved_vr
+from pacs_ingest.workers import element_scan
+from pacs_ingest.workers.element_scan import BULK_READ_LIMIT, MAX_DEPTH, MAX_VALUE_BYTES
+from pacs_ingest.workers.header import (
+    HeaderError,
+    NoSOPInstanceUID,
+    read_filing_header,
+    read_header,
+)
 from tests.header_bytes import SYNTAXES, UNDEFINED, Encoder, file_meta
-from workers import element_scan
-from workers.element_scan import BULK_READ_LIMIT, MAX_DEPTH, MAX_VALUE_BYTES
-from workers.header import HeaderError, NoSOPInstanceUID, read_filing_header, read_header
 
 NOW = datetime(2024, 2, 29, 13, 5, 9)
 SPECIFIC_CHARACTER_SET = 0x00080005

@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from benchmarks.corpus import make_corpus
-from shared.safe_path import NAME_MAX, UnsafePathError, relative_path, safe_value
+from pacs_ingest.shared.safe_path import NAME_MAX, UnsafePathError, relative_path, safe_value
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, corpus_file, pynetdicom_send, wait_until
 

@@ -14,13 +14,13 @@ from rq.registry import FailedJobRegistry
 
 from benchmarks.corpus import make_corpus
 from pacs_ingest.cli import COMMANDS
-from shared.jobs import DRAIN_FUNCTION, SWEEP_FUNCTION, Filing, OrjsonSerializer
-from shared.lane import names_key, open_lane
-from shared.options import parse_args
-from shared.spool import Spool
+from pacs_ingest.shared.jobs import DRAIN_FUNCTION, SWEEP_FUNCTION, Filing, OrjsonSerializer
+from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.options import parse_args
+from pacs_ingest.shared.spool import Spool
+from pacs_ingest.workers.main import WorkerSettings
 from tests.conftest import Pipeline
 from tests.helpers import ROOT, archive_files, store_all, wait_until, waiting_objects
-from workers.main import WorkerSettings
 
 QUEUE = "pacs-ingest"
 # Importing `this` prints the Zen of Python: on the worker's stdout, which is its log.
@@ -88,6 +88,23 @@ def test_jobs_naming_other_functions_or_directories_are_refused_and_filing_goes_
     assert os.listdir(pipeline.spool / "failed") == []
     failed = FailedJobRegistry(QUEUE, connection=queue.connection, serializer=OrjsonSerializer)
     assert len(failed.get_job_ids()) == len(hostile)
+
+
+def test_a_drain_job_of_the_previous_version_is_still_run(pipeline: Pipeline) -> None:
+    """Versions before the single `pacs_ingest` package named the drain `workers.drain.drain_job`:
+    such a job, left in the queue by an upgrade, runs as today's drain instead of being refused."""
+    pipeline.receive("--receivers", "1")
+    store_all(make_corpus(pipeline.tmp_path / "corpus", 3), pipeline.port)
+    (lane,) = Spool(pipeline.spool).lanes()
+    queue = Queue(QUEUE, connection=Redis.from_url(pipeline.redis_url), serializer=OrjsonSerializer)
+    queue.empty()  # today's drain job goes; the previous version's takes its place
+    old = queue.enqueue_call(
+        "workers.drain.drain_job", args=[{"spool": str(pipeline.spool), "lane": lane}]
+    )
+    work = pipeline.work("--processes", "1")
+    wait_until(lambda: old.get_status(refresh=True) == "finished", 60, "the old job run")
+    wait_until(lambda: len(archive_files(pipeline.archive)) == 3, 60, "every object filed")
+    assert not _refused(work.log())
 
 
 def test_work_without_allowed_directories_does_not_start(redis_url: str) -> None:

@@ -19,8 +19,8 @@ import pytest
 from pydicom.filereader import read_partial
 
 from benchmarks.corpus import make_corpus
-from shared import part10
-from shared.safe_path import safe_value
+from pacs_ingest.shared import part10
+from pacs_ingest.shared.safe_path import safe_value
 from tests.conftest import Pipeline
 from tests.header_bytes import CT_IMAGE_STORAGE, EXPLICIT, Encoder, file_meta
 from tests.helpers import CorpusFile, archive_files, pynetdicom_send, wait_until, waiting_objects

@@ -1,6 +1,6 @@
 """The reference's negotiation rules as pure functions: facts of an RQ in, the answer out."""
 
-from receiver.negotiation import (
+from pacs_ingest.receiver.negotiation import (
     AssociateRequest,
     AssociationPolicy,
     CommonExtended,

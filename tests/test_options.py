@@ -5,10 +5,10 @@ import argparse
 import pytest
 
 from pacs_ingest.cli import COMMANDS, main
-from receiver import sop_classes
-from receiver.options import Bind, ReceiverSettings, parse_bind
-from shared import properties
-from shared.options import ConfigError, OptionsError, dicom_int, parse_args
+from pacs_ingest.receiver import sop_classes
+from pacs_ingest.receiver.options import Bind, ReceiverSettings, parse_bind
+from pacs_ingest.shared import properties
+from pacs_ingest.shared.options import ConfigError, OptionsError, dicom_int, parse_args
 
 ROWS = COMMANDS["receive"].rows
 REQUIRED = ["-b", "104", "--spool-dir", "spool", "--redis-url", "redis://localhost/0"]

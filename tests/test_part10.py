@@ -5,7 +5,7 @@ import io
 import pytest
 from pydicom.filereader import read_file_meta_info
 
-from shared import part10
+from pacs_ingest.shared import part10
 
 HEADER_FACTS = dict(
     sop_class_uid="1.2.840.10008.5.1.4.1.1.2",

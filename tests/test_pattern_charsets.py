@@ -14,10 +14,10 @@ from pydicom.data import get_charset_files
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from shared.pattern import Pattern
-from shared.safe_path import relative_path
+from pacs_ingest.shared.pattern import Pattern
+from pacs_ingest.shared.safe_path import relative_path
+from pacs_ingest.workers.header import read_header
 from tests.pattern_support import NOW, render
-from workers.header import read_header
 
 CHARSET_FILES = sorted(Path(p) for p in get_charset_files("*.dcm"))
 RUSSIAN = "Люкceмбypг"  # noqa: RUF001 - as in chrRuss.dcm, where c, e, y and p are Latin

@@ -12,7 +12,7 @@ from pydicom import dcmread
 from pydicom.data import get_charset_files
 
 from pacs_ingest.render import render_file
-from shared.pattern import Pattern
+from pacs_ingest.shared.pattern import Pattern
 from tests.conftest import Pipeline
 from tests.helpers import archive_files, wait_until, waiting_objects
 from tests.pattern_support import dataset, part10

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.javadate import Period, SimpleDateFormat, parse_duration_seconds
-from shared.javamessage import ChoiceFormat, MessageFormat
-from shared.javanumber import DecimalFormat
-from shared.javatext import FormatArgumentError, FormatSyntaxError, parse_double
+from pacs_ingest.shared.javadate import Period, SimpleDateFormat, parse_duration_seconds
+from pacs_ingest.shared.javamessage import ChoiceFormat, MessageFormat
+from pacs_ingest.shared.javanumber import DecimalFormat
+from pacs_ingest.shared.javatext import FormatArgumentError, FormatSyntaxError, parse_double
 
 OCT_12 = datetime(2011, 10, 12, 9, 30, 5, 7000)
 

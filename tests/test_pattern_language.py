@@ -10,12 +10,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from shared.hashes import java_hash
-from shared.jobs import Filing
-from shared.pattern import Pattern, RenderError
-from shared.spool import Spool
+from pacs_ingest.shared.hashes import java_hash
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.pattern import Pattern, RenderError
+from pacs_ingest.shared.spool import Spool
+from pacs_ingest.workers.ingest import file_object
 from tests.pattern_support import NOW, dataset, part10, read_back, render
-from workers.ingest import file_object
 
 DCM4CHEE_ARC = "{now,date,yyyy/MM/dd}/{0020000D,hash}/{0020000E,hash}/{00080018,hash}"
 UIDS = dataset(StudyInstanceUID="1.2.3", SeriesInstanceUID="1.2.3.4", SOPInstanceUID="1.2.3.4.5")

@@ -23,9 +23,15 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from shared.hashes import java_hash
-from shared.pattern import Pattern, PatternError, RenderError
-from shared.safe_path import NAME_MAX, PATH_MAX, UnsafePathError, relative_path, safe_value
+from pacs_ingest.shared.hashes import java_hash
+from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
+from pacs_ingest.shared.safe_path import (
+    NAME_MAX,
+    PATH_MAX,
+    UnsafePathError,
+    relative_path,
+    safe_value,
+)
 from tests.pattern_support import NOW, dataset, render
 
 ROOT = "/srv/archive"

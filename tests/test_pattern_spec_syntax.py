@@ -11,7 +11,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from shared.pattern import Pattern, PatternError
+from pacs_ingest.shared.pattern import Pattern, PatternError
 from tests.pattern_support import dataset, render
 
 STUDY = dataset(StudyDate="20111012", StudyTime="0930")

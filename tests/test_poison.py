@@ -15,16 +15,16 @@ from redis import Redis
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from benchmarks.corpus import make_corpus
-from shared.jobs import DrainJob, Filing
-from shared.lane import ensure_drain, names_key, open_lane
-from shared.queue import ingest_queue
-from shared.spool import Spool, bucket_at
+from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.lane import ensure_drain, names_key, open_lane
+from pacs_ingest.shared.queue import ingest_queue
+from pacs_ingest.shared.spool import Spool, bucket_at
+from pacs_ingest.workers.attempts import Attempts, attempts_key
+from pacs_ingest.workers.ingest import file_counted
+from pacs_ingest.workers.place import Settlement
+from pacs_ingest.workers.recovery import sweep
 from tests.conftest import Pipeline
 from tests.helpers import all_filed, started_processes, store_all, wait_until
-from workers.attempts import Attempts, attempts_key
-from workers.ingest import file_counted
-from workers.place import Settlement
-from workers.recovery import sweep
 
 MAX_ATTEMPTS = 3
 

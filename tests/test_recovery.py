@@ -12,12 +12,12 @@ from pathlib import Path
 from redis import Redis
 
 from benchmarks.backlog import build_backlog, queued_refs
-from shared.jobs import Filing
-from shared.lane import claimers_key, claims_key, names_key, open_lane
-from shared.queue import ingest_queue
-from shared.spool import Spool, bucket_at
-from workers.claims import Claims
-from workers.recovery import SweepResult, sweep
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.lane import claimers_key, claims_key, names_key, open_lane
+from pacs_ingest.shared.queue import ingest_queue
+from pacs_ingest.shared.spool import Spool, bucket_at
+from pacs_ingest.workers.claims import Claims
+from pacs_ingest.workers.recovery import SweepResult, sweep
 
 
 def _spool(tmp_path: Path, count: int) -> tuple[Spool, str]:
@@ -113,7 +113,7 @@ def test_a_bucket_whose_writer_died_owing_pushes_is_looked_into(
 
 _WRITER = """
 import os, sys, time
-from shared.spool import Spool, new_name
+from pacs_ingest.shared.spool import Spool, new_name
 spool, lane, count, settle = Spool(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 refs = []
 for _ in range(count):

@@ -16,13 +16,13 @@ from pydicom.dataset import Dataset
 from redis import Redis
 
 from benchmarks.corpus import make_corpus
-from shared.embedded_redis import RedisServer, free_port, server_binary
-from shared.heartbeat import HEARTBEAT_TTL_S, HEARTBEATS_KEY
-from shared.jobs import Filing
-from shared.lane import names_key, open_lane
-from shared.queue import ingest_queue
-from shared.spool import BUCKET_S, ReadyObject, Spool, bucket_at
-from shared.spool_counts import (
+from pacs_ingest.shared.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.shared.heartbeat import HEARTBEAT_TTL_S, HEARTBEATS_KEY
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.queue import ingest_queue
+from pacs_ingest.shared.spool import BUCKET_S, ReadyObject, Spool, bucket_at
+from pacs_ingest.shared.spool_counts import (
     count_leaving,
     count_ready,
     forget_bucket,
@@ -30,10 +30,10 @@ from shared.spool_counts import (
     recount_bucket,
     recount_failed,
 )
+from pacs_ingest.workers.recovery import UNQUEUED_GRACE_S, sweep
 from tests.conftest import Pipeline
 from tests.helpers import ROOT, started_processes, wait_for_port, wait_until, waiting_objects
 from tests.receivers import run_pacs_ingest
-from workers.recovery import UNQUEUED_GRACE_S, sweep
 
 SENDER = "MODALITY1"
 OBJECTS = 20

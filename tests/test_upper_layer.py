@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from shared import part10
+from pacs_ingest.shared import part10
 from tests.helpers import wait_until
 from tests.raw_peer import (
     A_RELEASE_RP_TYPE,

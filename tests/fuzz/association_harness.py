@@ -17,13 +17,13 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from receiver import dimse, negotiation, pdu, sop_classes
-from receiver.associate_pdu import Acceptor
-from receiver.association import Association, AssociationRules, Registry
-from receiver.commit import GroupCommit
-from receiver.service import Storage, StorePolicy
-from receiver.states import State
-from shared.spool import ReadyObject, Spool
+from pacs_ingest.receiver import dimse, negotiation, pdu, sop_classes
+from pacs_ingest.receiver.associate_pdu import Acceptor
+from pacs_ingest.receiver.association import Association, AssociationRules, Registry
+from pacs_ingest.receiver.commit import GroupCommit
+from pacs_ingest.receiver.service import Storage, StorePolicy
+from pacs_ingest.receiver.states import State
+from pacs_ingest.shared.spool import ReadyObject, Spool
 from tests.fuzz.harnesses import check
 
 _SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync costs nothing there

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pynetdicom.pdu import A_ASSOCIATE_AC as PynetdicomAC
 from pynetdicom.pdu import A_ASSOCIATE_RQ as PynetdicomRQ
 
-from receiver import dimse, negotiation, sop_classes
-from receiver.associate_pdu import Acceptor, PduError, decode_rq, encode_ac
-from receiver.framing import _PDU_BODY, MAX_ASSOCIATE_PDU, Framer
-from receiver.pdu import HEADER_LENGTH, P_DATA_TF, PDV_HEADER_LENGTH
+from pacs_ingest.receiver import dimse, negotiation, sop_classes
+from pacs_ingest.receiver.associate_pdu import Acceptor, PduError, decode_rq, encode_ac
+from pacs_ingest.receiver.framing import _PDU_BODY, MAX_ASSOCIATE_PDU, Framer
+from pacs_ingest.receiver.pdu import HEADER_LENGTH, P_DATA_TF, PDV_HEADER_LENGTH
 
 # The receive PDU lengths a receiver may advertise: unlimited, the smallest allowed, the
 # reference's and ours.

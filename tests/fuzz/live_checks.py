@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.part10 import FileMetaError, read_file_meta
+from pacs_ingest.shared.part10 import FileMetaError, read_file_meta
 from tests.helpers import started_processes, waiting_objects
 
 

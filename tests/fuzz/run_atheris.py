@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 import atheris
 
-with atheris.instrument_imports(include=["receiver", "shared.part10", "shared.spool"]):
+with atheris.instrument_imports(
+    include=["pacs_ingest.receiver", "pacs_ingest.shared.part10", "pacs_ingest.shared.spool"]
+):
     from tests.fuzz.association_harness import association
     from tests.fuzz.harnesses import HARNESSES, Violation
 

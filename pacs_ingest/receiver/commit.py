@@ -1,0 +1,230 @@
+"""Group commit: each store is made durable as soon as its last byte is written, the stores that
+become durable together share one fsync of their ready/ bucket and one Redis round trip, and
+each is answered once it is durable.
+
+A small pool of threads does what blocks. A store's thread fsyncs its part file, closes it and
+renames it into the lane's current bucket in ready/ (fsyncs of different files overlap on the
+disk, so no store waits for the file of another), then the bucket must be flushed: if no thread
+is flushing, this one does, for every store renamed by then; if one is, the store waits for the
+next flush, which whoever holds the flush next makes for all who gathered meanwhile. Under load
+many stores share each flush; alone, a store pays for exactly one. The thread that flushed
+answers the lap's stores with one wake-up of the event loop and hands their refs to the enqueuer
+thread, which pushes all the refs handed to it since its last round trip onto the lane in one.
+
+A store is answered before its ref reaches Redis: the spool, not the queue, is the truth. The
+process's writer mark on the bucket (shared.spool) stays until every ref it put there is pushed,
+so a process killed in between leaves a bucket that recovery looks into. When Redis cannot take
+refs, their buckets are marked as holding unqueued objects, and the refs are kept and pushed
+with later ones, so a restarted Redis gets them within seconds. With --require-queue the answer
+waits for the push, and says whether it happened.
+"""
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from pacs_ingest.receiver import store_metrics
+from pacs_ingest.receiver.store import PartFile
+from pacs_ingest.shared import log
+from pacs_ingest.shared.spool import ReadyObject, Spool
+
+_REDIS_RETRY_AFTER_S = 2.0
+_MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery finds them
+# Part files made durable at once: enough for the stores of a busy process to overlap on the
+# disk; more only adds threads contending for the GIL.
+_FSYNC_THREADS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One object's fate: `durable` once it is in ready/ and its bucket is flushed; `enqueued` if
+    Redis took its ref, or None when the answer did not wait for Redis (no --require-queue);
+    `error` says why it is not durable."""
+
+    durable: bool
+    enqueued: bool | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Store:
+    part: PartFile
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Commit]
+
+
+def _answer(stores: list[_Store], commits: list[Commit]) -> None:
+    """On the event loop: tell the stores their fate."""
+    for store, commit in zip(stores, commits, strict=True):
+        if not store.future.done():
+            store.future.set_result(commit)
+    store_metrics.answered([store.part for store in stores], time.monotonic())
+
+
+def _answer_all(stores: list[_Store], commit: Commit) -> None:
+    if stores:
+        stores[0].loop.call_soon_threadsafe(_answer, stores, [commit] * len(stores))
+
+
+class GroupCommit:
+    """The group commit of one receiver process into one lane. `enqueue(objects)` pushes their
+    refs onto the lane, and adds them to the spool's counts, in one round trip (raising
+    RedisError if it cannot); with `wait_for_queue` (--require-queue) stores are answered only
+    after it."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        lane: str,
+        enqueue: Callable[[list[ReadyObject]], None],
+        *,
+        wait_for_queue: bool,
+    ) -> None:
+        self._spool = spool
+        self._lane = lane
+        self._enqueue = enqueue
+        self._wait_for_queue = wait_for_queue
+        self._pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
+        self._lock = threading.Lock()
+        # In ready/ (as it is there), waiting for its flush; under _lock.
+        self._renamed: list[tuple[_Store, ReadyObject]] = []
+        self._flushing = False  # a pool thread is flushing ready/; under _lock
+        # Objects (and, with wait_for_queue, the stores to answer after them); None stops.
+        self._to_enqueue: queue.SimpleQueue[tuple[list[ReadyObject], list[_Store]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._unqueued: list[ReadyObject] = []  # enqueuer only
+        self._redis_down_until = 0.0  # enqueuer only
+        self._enqueuer = threading.Thread(target=self._run_enqueuer, name="enqueuer", daemon=True)
+        self._enqueuer.start()
+
+    def commit(self, part: PartFile) -> "asyncio.Future[Commit]":
+        """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
+        loop = asyncio.get_running_loop()
+        part.received_at = time.monotonic()
+        store = _Store(part, loop, loop.create_future())
+        self._pool.submit(self._make_durable, store)
+        return store.future
+
+    def retry_unqueued(self) -> None:
+        """Enqueue what Redis refused earlier, without waiting for a new store to bring it."""
+        self._to_enqueue.put(([], []))
+
+    def close(self) -> None:
+        """Finish the stores being made durable, then stop the pool and the enqueuer."""
+        self._pool.shutdown()
+        self._to_enqueue.put(None)
+        self._enqueuer.join()
+        self._spool.settled([], now=None)  # what is still owed keeps its mark, for recovery
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    def _make_durable(self, store: _Store) -> None:
+        try:
+            spooled = store.part.make_durable(self._spool, self._lane, now=time.time())
+        except OSError as exc:
+            store.part.discard()
+            _answer_all([store], Commit(False, None, f"cannot spool: {exc.strerror or exc}"))
+            return
+        except Exception as exc:  # a pool thread must outlive any one store
+            store.part.discard()
+            log.error("commit.failed", error=repr(exc))
+            _answer_all([store], Commit(False, None, f"commit failed: {exc!r}"))
+            return
+        with self._lock:
+            self._renamed.append((store, spooled))
+            if self._flushing:
+                return  # the thread flushing now makes the next flush for this store too
+            self._flushing = True
+        self._flush_while_renamed()
+
+    def _flush_while_renamed(self) -> None:
+        """Flush the buckets of every store renamed so far, lap after lap, until none waits."""
+        while True:
+            with self._lock:
+                renamed, self._renamed = self._renamed, []
+                if not renamed:
+                    self._flushing = False
+                    return
+            lap = [store for store, _ in renamed]
+            objects = [spooled for _, spooled in renamed]
+            refs = [spooled.ref for spooled in objects]
+            try:
+                self._spool.sync_ready(refs)
+            except OSError as exc:
+                log.error("spool.sync_failed", spool=str(self._spool), error=str(exc))
+                _answer_all(lap, Commit(False, None, f"spool flush failed: {exc.strerror or exc}"))
+                self._give_up(refs)  # in ready/ all the same, perhaps: recovery looks
+                continue
+            store_metrics.durable([store.part for store in lap], time.monotonic())
+            if self._wait_for_queue:
+                self._to_enqueue.put((objects, lap))
+            else:
+                _answer_all(lap, Commit(True, None))
+                self._to_enqueue.put((objects, []))
+
+    # -- the enqueuer thread -------------------------------------------------------------------
+
+    def _run_enqueuer(self) -> None:
+        stopping = False
+        while not stopping:
+            batches = [self._to_enqueue.get()]
+            while not self._to_enqueue.empty():
+                batches.append(self._to_enqueue.get())
+            stopping = None in batches
+            handed = [batch for batch in batches if batch is not None]
+            objects = [item for batch_objects, _ in handed for item in batch_objects]
+            stores = [store for _, batch_stores in handed for store in batch_stores]
+            try:
+                enqueued = self._enqueue_objects(objects)
+            except Exception as exc:  # the enqueuer must outlive any one round trip
+                log.error("commit.enqueue_crashed", error=repr(exc))
+                enqueued = False
+            _answer_all(stores, Commit(True, enqueued))
+
+    def _enqueue_objects(self, objects: list[ReadyObject]) -> bool:
+        """Push `objects` and any kept earlier; True if Redis took them."""
+        if time.monotonic() < self._redis_down_until:
+            self._keep_unqueued(objects)
+            return False
+        pending = self._unqueued + objects
+        if not pending:
+            self._spool.settled([], now=time.time())  # an idle tick: let old buckets go
+            return True
+        try:
+            self._enqueue(pending)
+        except RedisError as exc:
+            # Until Redis has had time to come back, stores do not wait for it again.
+            self._redis_down_until = time.monotonic() + _REDIS_RETRY_AFTER_S
+            if not self._unqueued:  # one warning while Redis is away, not one per group
+                log.warning("queue.enqueue_failed", objects=len(pending), error=str(exc))
+            self._unqueued = []
+            self._keep_unqueued(pending)
+            return False
+        if self._unqueued:
+            log.event("queue.enqueued_late", objects=len(self._unqueued))
+        self._unqueued = []
+        self._spool.settled([item.ref for item in pending], now=time.time())
+        return True
+
+    def _keep_unqueued(self, objects: list[ReadyObject]) -> None:
+        """Keep objects Redis did not take, after marking their buckets for recovery."""
+        room = _MAX_UNQUEUED - len(self._unqueued)
+        self._unqueued += objects[:room]
+        self._give_up(
+            [item.ref for item in objects[room:]], marked=[item.ref for item in objects[:room]]
+        )
+
+    def _give_up(self, refs: list[str], *, marked: Sequence[str] = ()) -> None:
+        """Leave `refs` to recovery (and mark the buckets of `marked` too, for it to look)."""
+        try:
+            self._spool.mark_unqueued([*refs, *marked])
+        except OSError as exc:
+            log.error("spool.mark_failed", spool=str(self._spool), error=str(exc))
+        self._spool.settled(refs, now=time.time())

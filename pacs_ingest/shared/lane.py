@@ -1,0 +1,167 @@
+"""A lane: the objects of one spool that are filed the same way, and their queue in Redis.
+
+A job used to carry its filing settings and the names it covered, and a hash tracked each waiting
+object: some 2,000 bytes of Redis per object. A lane keeps the filing once, in the spool
+(ready/<lane>/lane.json, see shared.spool), and its waiting objects as a Redis list of short
+references ("<bucket>/<name>", ~45 bytes each). Workers drain a lane with rq jobs that each take
+bounded batches off the list (workers.drain); at most one drain job per lane waits in rq's queue.
+
+The spool stays the truth: the list is only a signal, rebuilt by recovery (workers.recovery) when
+Redis loses it. The epoch key says since when Redis has kept its data: created by the first write
+after a flush, it tells recovery which time buckets may hold objects whose names were lost.
+"""
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict
+
+import orjson
+from redis import Redis
+from rq import Queue
+
+from pacs_ingest.shared.jobs import (
+    DRAIN_FUNCTION,
+    FAILED_JOB_TTL_S,
+    JOB_TIMEOUT_S,
+    DrainJob,
+    Filing,
+    decode_filing,
+)
+from pacs_ingest.shared.spool import ReadyObject, Spool
+from pacs_ingest.shared.spool_counts import count_ready
+
+_PREFIX = "pacs-ingest:lane"
+EPOCH_KEY = "pacs-ingest:epoch"
+# A drain job waiting longer than this (a worker died holding it, say) is replaced.
+DRAIN_PENDING_TTL_S = 60
+# Lua's stack takes some 8,000 arguments; pushes are cut into pieces well below that (one
+# script call each, in one transaction).
+_PUSH_CHUNK = 4000
+
+# Append the references, start the epoch if Redis has just lost its data, and say whether a drain
+# job must be enqueued (none pending; ARGV[3] becomes the pending one's job id): one round trip
+# per group commit.
+_PUSH = """
+redis.call('SET', KEYS[3], ARGV[1], 'NX')
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+return redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[2])
+"""
+
+
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lane_id(spool: str, filing: Filing) -> str:
+    """A short, stable name for (spool, filing): the same settings always file into one lane."""
+    digest = hashlib.sha256(orjson.dumps([spool, asdict(filing)], option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:12]
+
+
+def open_lane(spool: Spool, filing: Filing) -> str:
+    """The lane of `filing` in `spool`, its folder and lane.json created if need be; its id."""
+    lane = lane_id(str(spool), filing)
+    spool.open_lane(lane, orjson.dumps(asdict(filing), option=orjson.OPT_INDENT_2))
+    return lane
+
+
+def lane_filing(spool: Spool, lane: str) -> Filing:
+    """The filing options of `lane`, from its lane.json."""
+    return decode_filing(orjson.loads(spool.lane_record(lane)))
+
+
+def names_key(lane: str) -> str:
+    """List of "<bucket>/<name>" references waiting in `lane`."""
+    return f"{_PREFIX}:{lane}:names"
+
+
+def drain_pending_key(lane: str) -> str:
+    """The id of the drain job of `lane` waiting in rq's queue (the drain deletes it as it
+    starts); expires, so a drain lost with its worker is replaced."""
+    return f"{_PREFIX}:{lane}:drain-pending"
+
+
+def verified_key(lane: str) -> str:
+    """Hash bucket -> epoch: every object of that bucket had a queue entry in that epoch."""
+    return f"{_PREFIX}:{lane}:verified"
+
+
+def claimers_key(lane: str) -> str:
+    """Set of worker names that may hold claims on `lane` (see workers.claims)."""
+    return f"{_PREFIX}:{lane}:claimers"
+
+
+def claims_key(lane: str, worker: str) -> str:
+    """List of references of `lane` that worker `worker` took and has not finished."""
+    return f"{_PREFIX}:{lane}:claims:{worker}"
+
+
+def current_epoch(connection: Redis, *, now: float) -> float:
+    """When Redis started keeping the data it has (the first write after a flush); starts it."""
+    connection.set(EPOCH_KEY, repr(now), nx=True)
+    return float(connection.get(EPOCH_KEY) or now)
+
+
+def enqueue_drain(rq_queue: Queue, job: DrainJob, job_id: str) -> None:
+    rq_queue.enqueue_call(
+        DRAIN_FUNCTION,
+        job_id=job_id,
+        args=(job.encode(),),
+        timeout=JOB_TIMEOUT_S,
+        result_ttl=0,
+        failure_ttl=FAILED_JOB_TTL_S,
+        description=f"drain lane {job.lane} of {job.spool}",
+    )
+
+
+def ensure_drain(rq_queue: Queue, job: DrainJob) -> bool:
+    """Enqueue a drain of `job.lane` unless one is already waiting; True if enqueued."""
+    job_id = uuid.uuid4().hex
+    pending = drain_pending_key(job.lane)
+    if not rq_queue.connection.set(pending, job_id, nx=True, ex=DRAIN_PENDING_TTL_S):
+        return False
+    enqueue_drain(rq_queue, job, job_id)
+    return True
+
+
+def forget_lost_drain(rq_queue: Queue, lane: str) -> bool:
+    """Drop the pending mark of a drain job that is not in rq's queue (lost with a worker killed
+    as it took the job, or with a flushed queue); True if one was dropped."""
+    connection = rq_queue.connection
+    job_id = connection.get(drain_pending_key(lane))
+    if job_id is None or connection.lpos(rq_queue.key, job_id) is not None:
+        return False
+    # Compare and delete: a drain enqueued meanwhile keeps its mark.
+    return bool(connection.eval(_DELETE_IF, 1, drain_pending_key(lane), job_id))
+
+
+def push(
+    rq_queue: Queue,
+    job: DrainJob,
+    refs: list[str],
+    *,
+    now: float,
+    counted: Iterable[ReadyObject] = (),
+) -> None:
+    """Queue `refs` ("<bucket>/<name>") on the lane, and a drain job if none waits; `now` is a
+    time.time() reading (the epoch's start, if this push starts one). `counted` (the objects of
+    `refs` that just entered ready/) are added to the spool's counts in the same transaction.
+
+    One round trip, plus one to enqueue a drain when none was pending.
+    """
+    connection = rq_queue.connection
+    script = connection.register_script(_PUSH)
+    keys = [names_key(job.lane), drain_pending_key(job.lane), EPOCH_KEY]
+    job_id = uuid.uuid4().hex
+    with connection.pipeline() as pipe:
+        for start in range(0, len(refs), _PUSH_CHUNK):
+            chunk = refs[start : start + _PUSH_CHUNK]
+            script(keys, [repr(now), DRAIN_PENDING_TTL_S, job_id, *chunk], client=pipe)
+        pushes = len(pipe)
+        count_ready(pipe, job.spool, counted)
+        needs_drain = any(pipe.execute()[:pushes])
+    if needs_drain:
+        enqueue_drain(rq_queue, job, job_id)

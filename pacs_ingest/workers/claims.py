@@ -1,0 +1,76 @@
+"""Claims: the references a worker has taken off a lane and not finished yet.
+
+A drain moves a batch from the lane's list into its own claims list in one atomic step, so at
+every instant a waiting reference is in exactly one of the two. When the batch is done the claims
+list is deleted. A worker killed mid-batch leaves its claims list behind; once its lease has
+expired (workers.lease), recovery moves the list back onto the lane, and objects already filed
+from it are skipped as gone when they come round again (jobs are idempotent).
+"""
+
+from redis import Redis
+
+from pacs_ingest.shared.jobs import worker_lease_key
+from pacs_ingest.shared.lane import claimers_key, claims_key, names_key
+
+# Move up to ARGV[1] refs from the head of the lane into the claims list; record the claimer.
+_CLAIM = """
+local refs = redis.call('LPOP', KEYS[1], ARGV[1])
+if refs then
+  redis.call('RPUSH', KEYS[2], unpack(refs))
+  redis.call('SADD', KEYS[3], ARGV[2])
+end
+return refs
+"""
+
+# Put a claims list back at the head of the lane (its order kept) and forget the claimer.
+_RELEASE = """
+local refs = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = #refs, 1, -1 do
+  redis.call('LPUSH', KEYS[1], refs[i])
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return #refs
+"""
+
+
+class Claims:
+    """One worker's claims on one lane."""
+
+    def __init__(self, connection: Redis, lane: str, worker: str) -> None:
+        self.connection = connection
+        self._worker = worker
+        self._keys = [names_key(lane), claims_key(lane, worker), claimers_key(lane)]
+        self._claim = connection.register_script(_CLAIM)
+        self._release = connection.register_script(_RELEASE)
+
+    def take(self, count: int) -> list[str]:
+        """Claim up to `count` refs ("<bucket>/<name>") from the head of the lane."""
+        refs = self._claim(self._keys, [count, self._worker])
+        return [ref.decode() for ref in refs or ()]
+
+    def finish(self) -> None:
+        """Every claimed ref is done (filed, quarantined or gone)."""
+        self.connection.delete(self._keys[1])
+
+    def give_back(self, refs: list[str]) -> None:
+        """Replace the claims by `refs` (the unfinished ones) and put them back on the lane."""
+        with self.connection.pipeline() as pipe:
+            pipe.delete(self._keys[1])
+            if refs:
+                pipe.rpush(self._keys[1], *refs)
+            pipe.execute()
+        self._release(self._keys, [self._worker])
+
+
+def reclaim_dead(connection: Redis, lane: str) -> int:
+    """Put the claims of workers whose lease expired back onto `lane`; how many refs."""
+    release = connection.register_script(_RELEASE)
+    moved = 0
+    for raw in connection.smembers(claimers_key(lane)):
+        worker = raw.decode()
+        if not connection.exists(worker_lease_key(worker)):
+            moved += int(
+                release([names_key(lane), claims_key(lane, worker), claimers_key(lane)], [worker])
+            )
+    return moved

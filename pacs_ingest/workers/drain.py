@@ -1,0 +1,169 @@
+"""The drain job: file the waiting objects of one lane, a claimed batch at a time.
+
+rq spends some twenty Redis round trips on each job it runs whatever the job does, so a job per
+object (or per group commit) cannot keep up; one drain job files many batches. At most one drain
+per lane waits in rq's queue: a drain that starts while objects remain asks for the next one, so
+every idle worker joins in on a long backlog, and a receiver pushing into a lane with a drain
+pending enqueues nothing. A drain returns to rq after DRAIN_BUDGET_S, so workers still notice stop
+requests and rq's registries still show what runs.
+
+Each settled batch leaves the spool's counts (shared.spool_counts) and the filing metrics
+(workers.filing_metrics) in one round trip.
+
+Storage errors (disk full, archive root missing) give the unfiled refs back to the lane and put
+the spool on hold (workers.backoff); recovery asks for a new drain once the hold is over. Any
+other failure of an object counts an attempt (workers.attempts) and gives its ref back, until
+the object has had its attempts and goes to failed/. A ref that is not of the form receivers
+and reprocess write ("<bucket>/<name>") was pushed by someone else: it is dropped, logged, and
+nothing it names is touched.
+"""
+
+import random
+import re
+import time
+from functools import lru_cache
+
+from rq import get_current_job
+from rq.job import Job
+
+from pacs_ingest.shared import log
+from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.lane import drain_pending_key, ensure_drain, lane_filing, names_key
+from pacs_ingest.shared.queue import ingest_queue
+from pacs_ingest.shared.spool import Spool
+from pacs_ingest.shared.spool_counts import count_leaving
+from pacs_ingest.workers import filing_metrics, policy
+from pacs_ingest.workers.attempts import Attempts
+from pacs_ingest.workers.backoff import hold, on_hold
+from pacs_ingest.workers.claims import Claims
+from pacs_ingest.workers.ingest import Filed, StorageUnavailable, file_counted
+from pacs_ingest.workers.place import Settlement
+
+BATCH = 64  # refs claimed at a time: a killed worker's claims wait for its lease to expire
+DRAIN_BUDGET_S = 10.0
+# A ref as receivers and reprocess push it: a time bucket, then a spool name (shared.spool).
+_REF = re.compile(r"[0-9]{1,20}/[0-9a-f]{32}")
+
+
+@lru_cache(maxsize=256)
+def _filing(spool: str, lane: str) -> Filing:
+    return lane_filing(Spool(spool), lane)
+
+
+def _plain_refs(lane: str, refs: list[str]) -> list[str]:
+    """The refs of `refs` that name an object of the lane; the others are logged and dropped."""
+    plain = [ref for ref in refs if _REF.fullmatch(ref)]
+    if len(plain) < len(refs):
+        bad = [ref for ref in refs if not _REF.fullmatch(ref)]
+        log.warning("drain.ref_refused", lane=lane, refs=len(bad), first=f"{bad[0]!r:.200}")
+    return plain
+
+
+def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims: Claims) -> bool:
+    """File one claimed batch, made durable together (one fsync per changed folder), each
+    object a counted attempt; False if the storage failed (the unfinished refs given back, the
+    spool held)."""
+    worker = policy.current()
+    rng = random.Random()
+    settlement = Settlement(worker.modes)
+    attempts = Attempts(claims.connection, spool, worker.max_attempts)
+    done: list[Filed] = []
+    retry: list[str] = []
+    refs = _plain_refs(lane, refs)
+    for index, ref in enumerate(refs):
+        try:
+            filed = file_counted(spool, f"{lane}/{ref}", filing, rng, attempts, settlement)
+        except StorageUnavailable as exc:
+            _settle_or_give_back(spool, refs[:index], done, settlement, claims, attempts)
+            claims.give_back([*refs[index:], *retry])
+            hold(claims.connection, str(spool), str(exc))
+            return False
+        except BaseException:
+            # Unfinished refs go back, the failing one last, so the lane carries on; rq records
+            # the failure in its registry.
+            _settle_or_give_back(spool, refs[:index], done, settlement, claims, attempts)
+            claims.give_back([*refs[index + 1 :], *retry, ref])
+            raise
+        if filed.outcome == "retry":
+            retry.append(ref)
+        else:
+            done.append(filed)
+    if not _settle_or_give_back(spool, refs, done, settlement, claims, attempts):
+        return False
+    if retry:
+        claims.give_back(retry)
+    claims.finish()
+    return True
+
+
+def _settle_or_give_back(
+    spool: Spool,
+    refs: list[str],
+    done: list[Filed],
+    settlement: Settlement,
+    claims: Claims,
+    attempts: Attempts,
+) -> bool:
+    """Make the placements of `refs` (`done`, their outcomes) durable and count them; if the
+    archive cannot, give them all back (their spool copies are still there) and hold the spool."""
+    try:
+        settlement.finish()
+    except OSError as exc:
+        claims.give_back(refs)
+        attempts.take_back_all([f.name for f in done if f.target is not None])
+        hold(claims.connection, str(spool), f"archive: {exc.strerror or exc}")
+        # Only the quarantined left ready/ (failed/ is fsynced as each goes there).
+        _count(claims, spool, [f for f in done if f.outcome == "quarantined"], attempts)
+        return False
+    _count(claims, spool, done, attempts)
+    return True
+
+
+def _count(claims: Claims, spool: Spool, done: list[Filed], attempts: Attempts) -> None:
+    """Take the objects of `done` that left ready/ out of the spool's counts, forget their
+    attempts, and record the batch's metrics."""
+    filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
+    failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
+    now = time.time()
+    if done:
+        with claims.connection.pipeline(transaction=False) as pipe:
+            if filed or failed:
+                count_leaving(pipe, str(spool), filed, failed, now=now)
+            attempts.forget([f.name for f in done], pipe)
+            pipe.execute()
+    filing_metrics.batch_done(done, filed, now)
+
+
+def drain(rq_job: Job, job: DrainJob) -> int:
+    """Claim and file batches of `job.lane` until it is empty or DRAIN_BUDGET_S has passed; how
+    many objects were handled."""
+    connection = rq_job.connection
+    rq_queue = ingest_queue(connection, rq_job.origin)
+    connection.delete(drain_pending_key(job.lane))
+    spool = Spool(job.spool, policy.current().modes)
+    filing = _filing(job.spool, job.lane)
+    claims = Claims(connection, job.lane, rq_job.worker_name or rq_job.id)
+    deadline = time.monotonic() + DRAIN_BUDGET_S
+    handled = 0
+    while True:
+        if on_hold(connection, job.spool):
+            return handled  # recovery asks for a drain once the hold is over
+        refs = claims.take(BATCH)
+        if not refs:
+            return handled
+        if handled == 0 and len(refs) == BATCH:
+            ensure_drain(rq_queue, job)  # more waiting: let another idle worker join in
+        if not _file_batch(spool, job.lane, filing, refs, claims):
+            return handled
+        handled += len(refs)
+        if time.monotonic() > deadline:
+            break
+    if connection.llen(names_key(job.lane)):
+        ensure_drain(rq_queue, job)
+    log.event("drain.returned", lane=job.lane, handled=handled)
+    return handled
+
+
+def drain_job(payload: dict) -> None:
+    """rq entry point (shared.jobs.DRAIN_FUNCTION)."""
+    drain(get_current_job(), DrainJob.decode(payload))
