@@ -45,18 +45,18 @@ class PartFile:
         self.received_at = 0.0  # time.monotonic() when the data set was complete
         self.error: OSError | None = None
         self._fd: int | None = None
+        # The file meta, written with the first data set bytes (one system call for both).
+        self._header = part10.encode_header(
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax_uid=transfer_syntax_uid,
+            implementation_class_uid=origin.implementation_class_uid,
+            implementation_version_name=origin.implementation_version_name,
+            source_ae_title=origin.calling_ae_title,
+        )
+        self._header_size = len(self._header)
         try:
             self._fd = open_new(self.path, spool.modes)
-            self._write_all(
-                part10.encode_header(
-                    sop_class_uid=sop_class_uid,
-                    sop_instance_uid=sop_instance_uid,
-                    transfer_syntax_uid=transfer_syntax_uid,
-                    implementation_class_uid=origin.implementation_class_uid,
-                    implementation_version_name=origin.implementation_version_name,
-                    source_ae_title=origin.calling_ae_title,
-                )
-            )
         except OSError as exc:
             self._fail(exc)
 
@@ -72,6 +72,12 @@ class PartFile:
     def _write_all(self, data: bytes | memoryview) -> None:
         fd = self._fd
         assert fd is not None
+        if self._header:
+            header, self._header = self._header, b""
+            written = os.writev(fd, (header, data))
+            if written == len(header) + len(data):
+                return
+            data = memoryview(header + data)[written:]  # a short write: the disk is full, say
         while data:
             data = data[os.write(fd, data) :]
 
@@ -85,15 +91,19 @@ class PartFile:
         """fsync, close and move into the current bucket of `lane` (run off the event loop:
         fsync blocks); what it is in ready/ (its ref, and the mtime and size the spool's counts
         know it by, shared.spool_counts). Raises the first write error, if any; the caller then
-        discards the file. The caller flushes the bucket (Spool.sync_ready) for the group."""
+        discards the file. The caller flushes the bucket (Spool.sync_ready) for the group.
+        `now` is a time.time() reading."""
+        if self._header:  # an empty data set: the file meta is still to write
+            self.write(memoryview(b""))
         if self.error is not None:
             raise self.error
         assert self._fd is not None
         os.fsync(self._fd)
-        stat = os.fstat(self._fd)
         os.close(self._fd)
         self._fd = None
-        return ReadyObject(spool.make_ready(self.name, lane, now=now), stat.st_mtime, stat.st_size)
+        # `now` stands for the mtime: the last byte was written just before.
+        ready = spool.make_ready(self.name, lane, now=now)
+        return ReadyObject(ready, now, self._header_size + self.size)
 
     def discard(self) -> None:
         """Close and remove the part file: the store failed, or its sender left mid-object."""
