@@ -247,6 +247,8 @@ class ServiceUser:
     def _store(self, message: _Message) -> None:
         """The data set is in; make it durable (unless --ignore), then answer."""
         part = message.part
+        if part is not None:
+            part.finish()
         if part is None:
             self._finish(message, self._policy.status)
         elif part.error is not None:
