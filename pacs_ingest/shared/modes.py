@@ -71,7 +71,8 @@ def make_dirs(path: Path, modes: Modes) -> None:
 
 @functools.cache
 def _umask() -> int | None:
-    """This process's umask, read once (pacs-ingest never changes it); None if unknown."""
+    """This process's umask, read once (pacs-ingest never changes it; were it widened later, a
+    file could only come out with fewer bits than asked, never more); None if unknown."""
     try:
         with open("/proc/self/status", "rb") as status:
             for line in status:
