@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pacs_ingest.shared.javatext import FormatSyntaxError, read_quoted
+from pacs_ingest.shared.pattern.java.text import FormatSyntaxError, read_quoted
 
 DATE_STYLES = {
     "": "MMM d, y",

@@ -1,6 +1,6 @@
 """What the java.text emulations share: their syntax error, and Java's rule for quoted text.
 
-`shared.javanumber`, `shared.javadate` and `shared.javamessage` re-implement the parts of Java's
+`java.number`, `java.date` and `java.message` re-implement the parts of Java's
 DecimalFormat, SimpleDateFormat, ChoiceFormat and MessageFormat that dcm4che's `--filepath`
 language exposes. Each sub-format reads apostrophes the same way, implemented once here.
 """

@@ -6,7 +6,7 @@ Japanese or Greek name becomes the right Unicode, split at `\\` and trimmed as J
 not read by the worker's header reader (workers.header): they are absent here and count as
 missing, as dcm4che does not load bulk data.
 
-Nothing here makes values safe for paths: `shared.pattern` does that after typing them, so `hash`
+Nothing here makes values safe for paths: `placeholder` does that after typing them, so `hash`
 and `md5` still see the raw value and stay bit-exact with dcm4che.
 """
 
@@ -25,8 +25,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
-from pacs_ingest.shared.javatext import parse_double
-from pacs_ingest.shared.pattern_errors import RenderError
+from pacs_ingest.shared.pattern.errors import RenderError
+from pacs_ingest.shared.pattern.java.text import parse_double
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 _JAVA_WHITESPACE = "".join(map(chr, range(33)))  # what String.trim() removes

@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 
 from pydicom.datadict import tag_for_keyword
 
-from pacs_ingest.shared import hashes
-from pacs_ingest.shared.javadate import Period, parse_duration_seconds
-from pacs_ingest.shared.javamessage import Argument
-from pacs_ingest.shared.javatext import FormatSyntaxError
-from pacs_ingest.shared.pattern_errors import RenderError
-from pacs_ingest.shared.pattern_values import (
+from pacs_ingest.shared.pattern import hashes
+from pacs_ingest.shared.pattern.errors import RenderError
+from pacs_ingest.shared.pattern.java.date import Period, parse_duration_seconds
+from pacs_ingest.shared.pattern.java.message import Argument
+from pacs_ingest.shared.pattern.java.text import FormatSyntaxError
+from pacs_ingest.shared.pattern.values import (
     Item,
     date_value,
     double_value,
