@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from redis import Redis
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.embedded_redis import RedisServer, free_port, server_binary
 from pacs_ingest.shared.heartbeat import HEARTBEAT_TTL_S, HEARTBEATS_KEY
 from pacs_ingest.shared.jobs import Filing
 from pacs_ingest.shared.lane import names_key, open_lane
