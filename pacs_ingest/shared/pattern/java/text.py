@@ -7,6 +7,8 @@ language exposes. Each sub-format reads apostrophes the same way, implemented on
 
 import re
 
+from pacs_ingest.shared.javalang import trim
+
 
 class FormatSyntaxError(ValueError):
     """Raised for a sub-format pattern Java would refuse; `position` is 0-based in that pattern."""
@@ -50,7 +52,7 @@ _DOUBLE = re.compile(
 
 def parse_double(text: str) -> float:
     """Java's `Double.parseDouble` for decimal text (no hex floats); ValueError otherwise."""
-    stripped = text.strip("".join(map(chr, range(33))))
+    stripped = trim(text)
     if not _DOUBLE.fullmatch(stripped):
         raise ValueError(f"not a number: {text!r}")
     return float(stripped.rstrip("fFdD").replace("Infinity", "inf"))
