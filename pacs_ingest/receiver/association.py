@@ -89,6 +89,8 @@ class Association(asyncio.Protocol):
         self.state = State.Sta1
         self.service: ServiceUser | None = None
         self.peer = ""
+        # Kept: asyncio.get_running_loop() makes a getpid system call (timers restart per store).
+        self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._framer = Framer(self, rules.acceptor.maximum_length)
         self._queue: deque[tuple[Event, tuple[object, ...]]] = deque()
@@ -225,7 +227,7 @@ class Association(asyncio.Protocol):
         """Read nothing for `seconds` (--receive-delay): the sender feels TCP back-pressure."""
         if seconds > 0:
             self.hold("delay")
-            asyncio.get_running_loop().call_later(seconds, self.resume, "delay")
+            self._loop.call_later(seconds, self.resume, "delay")
 
     def operations_done(self) -> None:
         if self.state is State.Sta8:
@@ -265,8 +267,7 @@ class Association(asyncio.Protocol):
     def _start_artim(self, seconds: float | None) -> None:
         self._stop_artim()
         if seconds is not None:
-            loop = asyncio.get_running_loop()
-            self._artim = loop.call_later(seconds, self._event, Event.Evt18)
+            self._artim = self._loop.call_later(seconds, self._event, Event.Evt18)
 
     def _stop_artim(self) -> None:
         if self._artim is not None:
@@ -276,8 +277,7 @@ class Association(asyncio.Protocol):
     def _start_idle_timer(self) -> None:
         self._stop_idle_timer()
         if self.rules.idle_timeout_s is not None:
-            loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(self.rules.idle_timeout_s, self._idle_timeout)
+            self._idle = self._loop.call_later(self.rules.idle_timeout_s, self._idle_timeout)
 
     def _stop_idle_timer(self) -> None:
         if self._idle is not None:
@@ -295,9 +295,7 @@ class Association(asyncio.Protocol):
             # While we hold reading back (--receive-delay, flow control) the peer cannot send.
             quiet = 0.0 if self._holds else time.monotonic() - self._last_received
             if quiet < timeout:
-                self._idle = asyncio.get_running_loop().call_later(
-                    timeout - quiet, self._idle_timeout
-                )
+                self._idle = self._loop.call_later(timeout - quiet, self._idle_timeout)
             else:
                 self.abort(f"nothing received for {timeout} s mid-message (--idle-timeout)")
         elif service.idle:

@@ -36,6 +36,10 @@ from pacs_ingest.shared.spool import ReadyObject, Spool
 
 _REDIS_RETRY_AFTER_S = 2.0
 _MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery finds them
+# Without --require-queue no answer waits for a push, so under load the enqueuer lets this long
+# pass between round trips and each carries what gathered meanwhile: a round trip costs far more
+# of a receiver's CPU than a ref, and a worker hardly notices a ref coming this much later.
+_PUSH_INTERVAL_S = 0.01
 # Part files made durable at once: enough for the stores of a busy process to overlap on the
 # disk; more only adds threads contending for the GIL.
 _FSYNC_THREADS = 2
@@ -101,12 +105,13 @@ class GroupCommit:
         )
         self._unqueued: list[ReadyObject] = []  # enqueuer only
         self._redis_down_until = 0.0  # enqueuer only
+        self._last_push = 0.0  # enqueuer only: time.monotonic() of the last round trip
         self._enqueuer = threading.Thread(target=self._run_enqueuer, name="enqueuer", daemon=True)
         self._enqueuer.start()
 
-    def commit(self, part: PartFile) -> "asyncio.Future[Commit]":
-        """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails)."""
-        loop = asyncio.get_running_loop()
+    def commit(self, part: PartFile, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[Commit]":
+        """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails), on
+        `loop`, the running loop."""
         part.received_at = time.monotonic()
         store = _Store(part, loop, loop.create_future())
         self._pool.submit(self._make_durable, store)
@@ -175,6 +180,9 @@ class GroupCommit:
         stopping = False
         while not stopping:
             batches = [self._to_enqueue.get()]
+            gather = self._last_push + _PUSH_INTERVAL_S - time.monotonic()
+            if gather > 0 and not self._wait_for_queue:
+                time.sleep(gather)
             while not self._to_enqueue.empty():
                 batches.append(self._to_enqueue.get())
             stopping = None in batches
@@ -197,6 +205,7 @@ class GroupCommit:
         if not pending:
             self._spool.settled([], now=time.time())  # an idle tick: let old buckets go
             return True
+        self._last_push = time.monotonic()
         try:
             self._enqueue(pending)
         except RedisError as exc:

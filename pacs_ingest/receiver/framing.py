@@ -89,13 +89,13 @@ class Framer:
             if reading == _PDV_DATA:
                 position, stop = self._pdv_data(data, position)
             elif reading == _PDU_HEADER:
-                position = self._fill(data, position, HEADER_LENGTH)
-                if len(self._partial) == HEADER_LENGTH:
-                    self._pdu_header(self._take_partial())
+                position, header = self._header(data, position, HEADER_LENGTH)
+                if header is not None:
+                    self._pdu_header(header)
             elif reading == _PDV_HEADER:
-                position = self._fill(data, position, PDV_HEADER_LENGTH)
-                if len(self._partial) == PDV_HEADER_LENGTH:
-                    stop = self._pdv_header(self._take_partial())
+                position, header = self._header(data, position, PDV_HEADER_LENGTH)
+                if header is not None:
+                    stop = self._pdv_header(header)
             elif reading == _PDU_BODY:
                 position = self._fill(data, position, self._pdu_left)
                 if len(self._partial) == self._pdu_left:
@@ -121,6 +121,15 @@ class Framer:
             return position + take, False
         self._reading = _PDV_HEADER if self._pdu_left else _PDU_HEADER
         return position + take, self._sink.on_fragment_end()
+
+    def _header(self, data: memoryview, position: int, size: int) -> tuple[int, bytes | None]:
+        """Read a header of `size` bytes; the new position, and the header once it is whole."""
+        if not self._partial and len(data) - position >= size:
+            return position + size, bytes(data[position : position + size])
+        position = self._fill(data, position, size)
+        if len(self._partial) < size:
+            return position, None
+        return position, self._take_partial()
 
     def _take_partial(self) -> bytes:
         taken = bytes(self._partial)

@@ -88,6 +88,8 @@ class ServiceUser:
         self._committer = storage.committer
         self._policy = storage.policy
         self._peer = peer
+        # Kept: asyncio.get_running_loop() makes a getpid system call, and stores need the loop.
+        self._loop = asyncio.get_running_loop()
         self._command = bytearray()
         self._command_context: int | None = None
         self._message: _Message | None = None
@@ -155,7 +157,7 @@ class ServiceUser:
             # store, like the reading of the rest, waits for it.
             delay = cycled_delay(self._policy.receive_delays, message.store_index)
             self._link.pause(delay)
-            message.held_until = asyncio.get_running_loop().time() + delay
+            message.held_until = self._loop.time() + delay
         if self._fragment_is_last:
             self._message = None
             self._data_set_complete(message)
@@ -196,7 +198,7 @@ class ServiceUser:
                 message = _Message(command, context_id, None, self._stores_received)
                 delay = cycled_delay(self._policy.receive_delays, self._stores_received)
                 self._link.pause(delay)
-                asyncio.get_running_loop().call_later(
+                self._loop.call_later(
                     delay,
                     self._finish,
                     message,
@@ -237,15 +239,16 @@ class ServiceUser:
                 error_comment=message.refusal.comment,
             )
         elif message.store_index:
-            loop = asyncio.get_running_loop()
-            if (delay := message.held_until - loop.time()) > 0:
-                loop.call_later(delay, self._store, message)
+            if (delay := message.held_until - self._loop.time()) > 0:
+                self._loop.call_later(delay, self._store, message)
             else:
                 self._store(message)
 
     def _store(self, message: _Message) -> None:
         """The data set is in; make it durable (unless --ignore), then answer."""
         part = message.part
+        if part is not None:
+            part.finish()
         if part is None:
             self._finish(message, self._policy.status)
         elif part.error is not None:
@@ -257,7 +260,7 @@ class ServiceUser:
                 f"cannot spool: {part.error.strerror or part.error}",
             )
         else:
-            self._committer.commit(part).add_done_callback(
+            self._committer.commit(part, self._loop).add_done_callback(
                 lambda done: self._committed(message, part, done.result())
             )
 
@@ -294,7 +297,7 @@ class ServiceUser:
             error_comment=comment,
         )
         if delay := cycled_delay(self._policy.response_delays, message.store_index):
-            asyncio.get_running_loop().call_later(delay, answer)
+            self._loop.call_later(delay, answer)
         else:
             answer()
 

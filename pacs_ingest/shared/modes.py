@@ -2,10 +2,13 @@
 
 Defaults are 0640 for files and 0750 for folders (owner reads and writes, its group reads, others
 nothing). The modes are applied exactly as given, whatever the process umask: a file or folder is
-created with its mode and then set to it, since a umask would only ever take bits away.
+created with its mode and then set to it, since a umask would only ever take bits away. A file is
+set only when the umask takes bits from its mode: a receiver creates a file per object, and the
+usual umasks (0022, 0027) leave 0640 whole.
 """
 
 import argparse
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +69,30 @@ def make_dirs(path: Path, modes: Modes) -> None:
         make_dir(folder, modes)
 
 
+@functools.cache
+def _umask() -> int | None:
+    """This process's umask, read once (pacs-ingest never changes it; were it widened later, a
+    file could only come out with fewer bits than asked, never more); None if unknown."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return None
+
+
 def open_new(path: Path, modes: Modes, flags: int = 0) -> int:
     """Create `path` (it must not exist) for writing with `modes.file`; the descriptor."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | flags, modes.file)
-    try:
-        os.fchmod(fd, modes.file)
-    except BaseException:
-        os.close(fd)
-        raise
+    umask = _umask()
+    if umask is None or modes.file & umask:
+        try:
+            os.fchmod(fd, modes.file)
+        except BaseException:
+            os.close(fd)
+            raise
     return fd
 
 

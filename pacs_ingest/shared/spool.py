@@ -26,11 +26,12 @@ queue: recovery looks into it.
 
 import contextlib
 import errno
+import itertools
 import os
+import secrets
 import shutil
 import socket
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +73,32 @@ class ReadyObject:
     size: int
 
 
+class _ThisProcess:
+    """This process's pid and the source of its spool names, renewed in a forked child.
+
+    os.getpid() and uuid4() are system calls, and a receiver needed several per object. A name
+    is 32 hex digits (what workers.drain accepts in a ref): 80 random bits drawn once per process,
+    so no two processes of any host share them, then a count of the names this process made."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.pid = os.getpid()
+        self._prefix = secrets.token_hex(10)
+        self._names = itertools.count()
+
+    def new_name(self) -> str:
+        return f"{self._prefix}{next(self._names):012x}"
+
+
+_this_process = _ThisProcess()
+
+
 def new_name() -> str:
     """A spool name unique across processes and hosts."""
-    return uuid.uuid4().hex
+    return _this_process.new_name()
 
 
 def bucket_at(now: float) -> str:
@@ -117,10 +141,11 @@ class Spool:
 
     def process_incoming(self) -> Path:
         """This process's own incoming/ folder, created on first use."""
-        if self._process_incoming is None or self._process_incoming[0] != os.getpid():
-            folder = self.incoming / f"{socket.gethostname()}.{os.getpid()}"
+        pid = _this_process.pid
+        if self._process_incoming is None or self._process_incoming[0] != pid:
+            folder = self.incoming / f"{socket.gethostname()}.{pid}"
             make_dirs(folder, self.modes)
-            self._process_incoming = (os.getpid(), folder)
+            self._process_incoming = (pid, folder)
         return self._process_incoming[1]
 
     def part_path(self, name: str) -> Path:
