@@ -66,7 +66,7 @@ def test_an_injected_fault_never_loses_an_acknowledged_object(
     with ExitStack() as stack:
         if role == "worker":  # a separate file system, so the worker copies, writes and fsyncs
             stack.enter_context(tmpfs(pipeline.archive, "50m"))
-        pipeline.up("--receivers", "1", "--workers", "1")
+        pipeline.up("--receivers", "1", "--workers", "1", sweep_interval=1)
         assert set(_send(warm_up, pipeline.port).values()) == {0}
         wait_until(lambda: len(archive_files(pipeline.archive)) == 3, 30, "warm-up filed")
 
