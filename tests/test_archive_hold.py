@@ -8,7 +8,8 @@ from redis import Redis
 
 from benchmarks.backlog import build_backlog
 from pacs_ingest.shared.jobs import Filing
-from pacs_ingest.shared.lane import drain_pending_key, open_lane
+from pacs_ingest.shared.keys import drain_pending_key, hold_key
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.workers.backoff import FIRST_HOLD_S, LONGEST_HOLD_S, hold, on_hold
@@ -24,7 +25,7 @@ def test_each_failure_while_the_trouble_lasts_doubles_the_hold_up_to_five_minute
     connection = Redis.from_url(redis_url)
     holds = [hold(connection, SPOOL, "No space left on device") for _ in range(9)]
     assert holds == [5, 10, 20, 40, 80, 160, 300, 300, 300]
-    assert LONGEST_HOLD_S - 1 <= connection.ttl(f"pacs-ingest:hold:{SPOOL}") <= LONGEST_HOLD_S
+    assert LONGEST_HOLD_S - 1 <= connection.ttl(hold_key(SPOOL)) <= LONGEST_HOLD_S
     assert on_hold(connection, SPOOL)
     assert not on_hold(connection, "/another/spool")
 

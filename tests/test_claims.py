@@ -3,8 +3,7 @@ in order when unfinished, and a dead worker's claims return to the lane while a 
 
 from redis import Redis
 
-from pacs_ingest.shared.jobs import worker_lease_key
-from pacs_ingest.shared.lane import claimers_key, claims_key, names_key
+from pacs_ingest.shared.keys import claimers_key, claims_key, names_key, worker_lease_key
 from pacs_ingest.workers.claims import Claims, reclaim_dead
 
 LANE = "0123456789ab"

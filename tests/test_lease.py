@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from pacs_ingest.shared.embedded_redis import RedisServer, server_binary
-from pacs_ingest.shared.jobs import worker_lease_key
-from pacs_ingest.shared.lane import claims_key, names_key
-from pacs_ingest.shared.redis_link import RedisLink
+from pacs_ingest.embedded_redis import RedisServer, server_binary
+from pacs_ingest.shared.keys import claims_key, names_key, worker_lease_key
 from pacs_ingest.workers.claims import reclaim_dead
 from pacs_ingest.workers.lease import LEASE_TTL_S, WorkerLease
+from pacs_ingest.workers.redis_link import RedisLink
 from tests.helpers import ROOT, wait_until
 
 LANE = "0123456789ab"
@@ -24,9 +23,9 @@ LANE = "0123456789ab"
 _WORKER = """
 import sys, time
 from redis import Redis
-from pacs_ingest.shared.redis_link import RedisLink
 from pacs_ingest.workers.claims import Claims
 from pacs_ingest.workers.lease import WorkerLease
+from pacs_ingest.workers.redis_link import RedisLink
 url, lane = sys.argv[1], sys.argv[2]
 connection = Redis.from_url(url)
 WorkerLease(connection, "doomed", RedisLink(url)).start()

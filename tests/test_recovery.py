@@ -12,14 +12,16 @@ from pathlib import Path
 from redis import Redis
 
 from benchmarks.backlog import build_backlog, queued_refs
-from pacs_ingest.shared.jobs import Filing, worker_lease_key
-from pacs_ingest.shared.lane import (
+from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.keys import (
     claimers_key,
     claims_key,
     drain_pending_key,
     names_key,
-    open_lane,
+    sweep_lock_key,
+    worker_lease_key,
 )
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool, bucket_at
 from pacs_ingest.workers.claims import Claims
@@ -164,7 +166,7 @@ def test_a_pass_waits_for_a_live_workers_pass_and_takes_over_from_a_dead_ones(
 ) -> None:
     spool, lane = _spool(tmp_path, 500)
     connection = Redis.from_url(redis_url)
-    lock = f"pacs-ingest:sweep-lock:{spool}"
+    lock = sweep_lock_key(str(spool))
     connection.set(lock, "busy-worker")
     connection.set(worker_lease_key("busy-worker"), 1, ex=60)
     assert sweep(spool, ingest_queue(connection), now=time.time(), holder="test") is None
