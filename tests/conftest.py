@@ -62,22 +62,30 @@ class Pipeline:
         self.commands.append(command)
         return command
 
-    def up(self, *extra: str, ae_title: str = "INGEST", sweep_interval: int = 1) -> Command:
+    def up(
+        self, *extra: str, ae_title: str = "INGEST", sweep_interval: int | None = None
+    ) -> Command:
         return self._listen("up", extra, ae_title, sweep_interval)
 
-    def receive(self, *extra: str, ae_title: str = "INGEST") -> Command:
-        return self._listen("receive", extra, ae_title, 1)
+    def receive(
+        self, *extra: str, ae_title: str = "INGEST", sweep_interval: int | None = None
+    ) -> Command:
+        return self._listen("receive", extra, ae_title, sweep_interval)
 
     def _listen(
-        self, name: str, extra: tuple[str, ...], ae_title: str, sweep_interval: int
+        self, name: str, extra: tuple[str, ...], ae_title: str, sweep_interval: int | None
     ) -> Command:
-        """Start `up` or `receive` on this pipeline's paths and wait until the port listens."""
+        """Start `up` or `receive` on this pipeline's paths and wait until the port listens.
+
+        Recovery sweeps come at the production interval unless a test about recovery asks for
+        `sweep_interval` (seconds): a frequent sweep would queue what a receiver failed to.
+        """
         command = self.run(
             name,
             *("-b", f"{ae_title}:{self.port}", "--directory", str(self.archive)),
             *("--spool-dir", str(self.spool)),
             *(("--redis-url", self.redis_url) if self.redis_url else ()),
-            *("--sweep-interval", str(sweep_interval)),
+            *(("--sweep-interval", str(sweep_interval)) if sweep_interval else ()),
             *extra,
             log_name=f"{name}.log",
         )

@@ -101,6 +101,18 @@ class Command:
         return self.log_path.read_text(errors="replace")
 
 
+def traced(pids: Iterable[int]) -> bool:
+    """Whether a tracer (strace -p) has attached to every thread of each process of `pids`."""
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            tracer = next(
+                line for line in status.read_text().splitlines() if line.startswith("TracerPid:")
+            )
+            if tracer.split()[1] == "0":
+                return False
+    return True
+
+
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
     def accepting() -> bool:
         with socket.socket() as sock:

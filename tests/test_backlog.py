@@ -100,7 +100,7 @@ def test_a_backlog_is_filed_exactly_once_after_a_flush_and_a_killed_worker(
         print(f"\nRedis memory per waiting object (backlog of {BACKLOG}): {per_object:.1f} B")
         assert per_object <= MEMORY_BOUND_B
 
-        pipeline.receive()  # asks for a recovery pass every second, as in production
+        pipeline.receive(sweep_interval=1)  # recovery passes every second
         work = pipeline.work("--processes", "2")
         wait_until(lambda: len(waiting_objects(pipeline.spool)) < BACKLOG * 3 // 4, 60, "drain")
         connection.flushall()

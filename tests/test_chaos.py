@@ -95,6 +95,7 @@ def test_chaos_loses_nothing_acknowledged(
             "2",
             "--filepath",
             "{00100020}/{0020000D}/{00080018}.dcm",
+            sweep_interval=1,
         )
         deadline = time.monotonic() + 180
         senders = [Sender(sources[i::SENDERS], port, deadline) for i in range(SENDERS)]

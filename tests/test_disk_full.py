@@ -63,7 +63,7 @@ def test_a_full_archive_keeps_objects_in_the_spool_until_there_is_room(
 ) -> None:
     objects = make_corpus(pipeline.tmp_path / "corpus", 8, size=250_000)
     with tmpfs(pipeline.archive, "1m"):
-        pipeline.up()
+        pipeline.up(sweep_interval=1)  # recovery asks for a drain once the hold ends
         assert [status for status, _ in _send_each(objects, pipeline.port)] == [0] * 8
         wait_until(
             lambda: (

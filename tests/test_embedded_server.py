@@ -97,7 +97,7 @@ def test_killed_server_is_restarted_and_every_acknowledged_object_filed_within_3
     sources = make_corpus(tmp_path / "corpus", OBJECTS, size=16384)
     pipeline = Pipeline(tmp_path, "", port)
     try:
-        up = pipeline.up("--workers", "2", sweep_interval=10)  # the default sweep interval
+        up = pipeline.up("--workers", "2")  # the production sweep interval
         sender = Sender(sources, port, time.monotonic() + 150)
         sender.start()
         wait_until(lambda: _progress(pipeline) >= KILL_AFTER, 60, "the stream to get going")
@@ -150,7 +150,7 @@ def test_sigkill_of_up_leaves_no_process_and_the_next_up_files_everything(
             "every process of the killed up to die with it",
         )
         assert _servers_on(pipeline.spool) == []
-        second = pipeline.up()
+        second = pipeline.up(sweep_interval=1)  # recovery finds what the killed up left
         assert _servers_on(pipeline.spool) == [_server_pid(pipeline.spool)]
         sender.join()
         assert len(sender.acknowledged) == OBJECTS
@@ -300,7 +300,7 @@ def test_a_redis_outage_is_one_warning_per_process_and_no_traceback(
     pipeline = Pipeline(tmp_path, redis.start(), port)
     sources = make_corpus(tmp_path / "corpus", 6, size=2048)
     try:
-        receive = pipeline.receive("--receivers", "1")
+        receive = pipeline.receive("--receivers", "1", sweep_interval=1)
         work = pipeline.work("--processes", "2")
         connection = Redis.from_url(redis.url)
         wait_until(lambda: len(Worker.all(connection=connection)) == 2, 30, "two workers")

@@ -159,7 +159,7 @@ def test_receive_and_work_run_apart_and_a_killed_worker_loses_nothing(
     pipeline: Pipeline, processes: int
 ) -> None:
     sources = make_corpus(pipeline.tmp_path / "corpus", 400, size=8192)
-    pipeline.receive()
+    pipeline.receive(sweep_interval=1)  # the killed worker's claims come back by recovery
     worker = pipeline.work("--processes", str(processes))
     sender = subprocess.Popen(
         [

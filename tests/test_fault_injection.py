@@ -7,7 +7,6 @@ and the fault must really have happened (strace logs each injection).
 
 import signal
 import subprocess
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -17,7 +16,14 @@ from pynetdicom import AE
 from benchmarks.corpus import make_corpus
 from pacs_ingest.shared import part10
 from tests.conftest import Pipeline
-from tests.helpers import archive_files, started_processes, tmpfs, wait_until, waiting_objects
+from tests.helpers import (
+    archive_files,
+    started_processes,
+    tmpfs,
+    traced,
+    wait_until,
+    waiting_objects,
+)
 
 SYSCALLS = {
     "write": "write,pwrite64,writev",
@@ -66,12 +72,13 @@ def test_an_injected_fault_never_loses_an_acknowledged_object(
     with ExitStack() as stack:
         if role == "worker":  # a separate file system, so the worker copies, writes and fsyncs
             stack.enter_context(tmpfs(pipeline.archive, "50m"))
-        pipeline.up("--receivers", "1", "--workers", "1")
+        pipeline.up("--receivers", "1", "--workers", "1", sweep_interval=1)
         assert set(_send(warm_up, pipeline.port).values()) == {0}
         wait_until(lambda: len(archive_files(pipeline.archive)) == 3, 30, "warm-up filed")
 
         trace_log = pipeline.tmp_path / "strace.log"
         calls = SYSCALLS[syscall]
+        target = _pid_of(pipeline, f"{role}-0")
         strace = subprocess.Popen(
             [
                 "strace",
@@ -79,7 +86,7 @@ def test_an_injected_fault_never_loses_an_acknowledged_object(
                 "-o",
                 str(trace_log),
                 "-p",
-                str(_pid_of(pipeline, f"{role}-0")),
+                str(target),
                 "-e",
                 f"trace={calls}",
                 "-e",
@@ -89,14 +96,16 @@ def test_an_injected_fault_never_loses_an_acknowledged_object(
             text=True,
         )
         stack.callback(lambda: strace.poll() is None and strace.kill())
-        time.sleep(1.5)  # attached to every thread
+        wait_until(lambda: traced([target]), 10, "strace to attach to every thread")
         statuses = _send(objects, pipeline.port)
         if role == "receiver":
             # Every write, flush, move or open of the spool fails: no store may succeed.
             assert all(status != 0 for status in statuses.values()), statuses
         else:
             assert set(statuses.values()) == {0}
-            time.sleep(2)  # the worker meets the fault
+            wait_until(
+                lambda: "INJECTED" in trace_log.read_text(), 30, "the worker to meet the fault"
+            )
             assert len(archive_files(pipeline.archive)) == 3, "filed despite the fault"
         strace.send_signal(signal.SIGINT)  # detach; the process carries on
         strace.wait(10)

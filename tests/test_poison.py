@@ -48,7 +48,7 @@ def test_an_object_whose_filing_kills_the_worker_ends_in_failed_after_max_attemp
     pipeline: Pipeline,
 ) -> None:
     redis = Redis.from_url(pipeline.redis_url)
-    pipeline.receive("--receivers", "1")
+    pipeline.receive("--receivers", "1", sweep_interval=1)  # the dead worker's claims
     work = pipeline.work("--processes", "1", "--max-attempts", str(MAX_ATTEMPTS))
     objects = make_corpus(pipeline.tmp_path / "corpus", 4)
     store_all(objects[:2], pipeline.port)

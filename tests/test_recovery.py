@@ -1,6 +1,6 @@
 """Recovery passes against a real Redis: cost independent of what is already queued, every
 object queued again once after a flush, unqueued buckets looked into, dead workers' claims
-given back."""
+given back, one pass at a time, and a lost drain replaced."""
 
 import os
 import socket
@@ -13,7 +13,14 @@ from redis import Redis
 
 from benchmarks.backlog import build_backlog, queued_refs
 from pacs_ingest.shared.jobs import Filing
-from pacs_ingest.shared.keys import claimers_key, claims_key, names_key
+from pacs_ingest.shared.keys import (
+    claimers_key,
+    claims_key,
+    drain_pending_key,
+    names_key,
+    sweep_lock_key,
+    worker_lease_key,
+)
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool, bucket_at
@@ -152,3 +159,30 @@ def test_objects_a_dead_writer_never_pushed_are_queued_and_a_settled_writers_are
     result = _pass(spool, connection)
     assert (result.buckets_listed, result.requeued) == (1, 50)
     assert spool.writer_marks(lane) == {}
+
+
+def test_a_pass_waits_for_a_live_workers_pass_and_takes_over_from_a_dead_ones(
+    tmp_path: Path, redis_url: str
+) -> None:
+    spool, lane = _spool(tmp_path, 500)
+    connection = Redis.from_url(redis_url)
+    lock = sweep_lock_key(str(spool))
+    connection.set(lock, "busy-worker")
+    connection.set(worker_lease_key("busy-worker"), 1, ex=60)
+    assert sweep(spool, ingest_queue(connection), now=time.time(), holder="test") is None
+    assert connection.llen(names_key(lane)) == 0
+    connection.delete(worker_lease_key("busy-worker"))  # killed mid-pass: its lease expired
+    assert _pass(spool, connection).requeued == 500
+    assert not connection.exists(lock)
+
+
+def test_a_pass_replaces_a_drain_lost_with_its_worker(tmp_path: Path, redis_url: str) -> None:
+    spool, lane = _spool(tmp_path, 500)
+    connection = Redis.from_url(redis_url)
+    rq_queue = ingest_queue(connection)
+    _pass(spool, connection)
+    rq_queue.empty()  # the drain job went with the worker that took it...
+    connection.set(drain_pending_key(lane), "lost-job-id")  # ...and its mark stayed
+    _pass(spool, connection)
+    assert rq_queue.count == 1
+    assert connection.get(drain_pending_key(lane)) == rq_queue.job_ids[0].encode()

@@ -41,14 +41,14 @@ def test_a_resort_killed_midway_and_run_again_files_every_object_once_at_its_new
     (pipeline.archive / "README.txt").write_text("not DICOM: stays where it is")
     expected = {_new_path(pipeline.archive, source): source for source in sources}
 
-    up = pipeline.up("--workers", "2")
+    up = pipeline.up("--workers", "2", sweep_interval=1)
     first = _resort(pipeline)
     wait_until(lambda: len(list(old.iterdir())) < OBJECTS * 2 // 3, 60, "the re-sort under way")
     first.kill()  # SIGKILL the re-sort, and the receivers and workers filing what it moved
     up.kill()
     assert 0 < len(list(old.iterdir())) < OBJECTS
 
-    pipeline.up("--workers", "2")
+    pipeline.up("--workers", "2", sweep_interval=1)
     second = _resort(pipeline)
     assert second.process is not None
     assert second.process.wait(120) == 0, second.log()

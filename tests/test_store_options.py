@@ -71,8 +71,10 @@ def _timed_store(assoc, ds: Dataset) -> tuple[float, int]:
 
 
 class TestDelays:
-    def test_delays_cycle_per_association_and_c_echo_is_not_delayed(self, paced: Receiver) -> None:
-        _config.STORE_SEND_CHUNKED_DATASET = False
+    def test_delays_cycle_per_association_and_c_echo_is_not_delayed(
+        self, paced: Receiver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", False)
         for _association in range(2):
             assoc = associate(
                 paced.port,
@@ -100,9 +102,9 @@ class TestDelays:
         assert paced.files() == []  # --ignore: answered with --status, nothing stored
 
     def test_the_receive_delay_holds_the_data_set_back_and_the_response_delay_the_answer(
-        self, paced: Receiver
+        self, paced: Receiver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        _config.STORE_SEND_CHUNKED_DATASET = False
+        monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", False)
         sent: list[tuple[float, bool]] = []  # (when, is the last fragment) of each data fragment
 
         def on_sent(event: evt.Event) -> None:
