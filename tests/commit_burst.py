@@ -44,11 +44,13 @@ def part(spool: Spool, index: int) -> PartFile:
         origin=ORIGIN,
     )
     stored.write(memoryview(bytes(1000)))
+    stored.finish()
     return stored
 
 
 async def commit_all(group: GroupCommit, parts: list[PartFile]) -> list[Commit]:
-    return list(await asyncio.gather(*(group.commit(p) for p in parts)))
+    loop = asyncio.get_running_loop()
+    return list(await asyncio.gather(*(group.commit(p, loop) for p in parts)))
 
 
 def main() -> None:
