@@ -15,7 +15,8 @@ from redis import Redis
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.lane import ensure_drain, names_key, open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool, bucket_at

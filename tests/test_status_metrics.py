@@ -17,8 +17,8 @@ from redis import Redis
 
 from benchmarks.corpus import make_corpus
 from pacs_ingest.shared.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.heartbeat import HEARTBEAT_TTL_S, HEARTBEATS_KEY
-from pacs_ingest.shared.jobs import Filing
 from pacs_ingest.shared.lane import names_key, open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import BUCKET_S, ReadyObject, Spool, bucket_at
