@@ -35,7 +35,7 @@ from redis import Redis
 
 from pacs_ingest.embedded_redis import RedisServer, server_binary
 from pacs_ingest.shared import part10
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.keys import names_key
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue

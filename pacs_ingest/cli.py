@@ -19,27 +19,30 @@ from pacs_ingest import render, status
 from pacs_ingest.embedded_redis import EmbeddedRedisError
 from pacs_ingest.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from pacs_ingest.receiver.main import receive, start_receivers
-from pacs_ingest.receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from pacs_ingest.receiver.options import ROWS as RECEIVER_ROWS
+from pacs_ingest.receiver.options import SPOOL_DIR, ReceiverSettings
 from pacs_ingest.redis_home import RedisHome, find_redis_url
 from pacs_ingest.server_watch import ServerFailed, ServerWatch
-from pacs_ingest.shared import __version__, log
+from pacs_ingest.shared import __version__, filing, log, modes
 from pacs_ingest.shared.jobs import registered_spools
-from pacs_ingest.shared.modes import modes_from_args
 from pacs_ingest.shared.options import (
     COMMON_ROWS,
     REDIS_URL_ROW,
     Option,
     StartupError,
-    dicom_int,
     format_help,
     hint,
     parse_args,
-    positive,
 )
 from pacs_ingest.shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supervise
 from pacs_ingest.shared.queue import redacted
-from pacs_ingest.workers.main import FILING_POLICY_ROWS, WorkerSettings, start_workers, work
+from pacs_ingest.workers.main import (
+    FILING_POLICY_ROWS,
+    WORKERS,
+    WorkerSettings,
+    start_workers,
+    work,
+)
 from pacs_ingest.workers.main import ROWS as WORKER_ROWS
 from pacs_ingest.workers.reprocess import ROWS as REPROCESS_ROWS
 from pacs_ingest.workers.reprocess import ReprocessSettings, reprocess
@@ -48,15 +51,7 @@ PROG = "pacs-ingest"
 EXIT_FAILED = 1
 _STOP_TIMEOUT_S = 13.5
 
-UP_WORKERS = Option(
-    ("--workers",),
-    "worker processes",
-    "processes",
-    type=positive(dicom_int),
-    default=1,
-    metavar="n",
-    env="PACS_INGEST_WORKERS",
-)
+UP_WORKERS = replace(WORKERS, default=1)  # the receivers share the host
 _BIND = "-b [aet[@ip]:]port"
 
 
@@ -100,7 +95,8 @@ def _run_up(args: argparse.Namespace, stop: StopSignal, watch: ServerWatch | Non
         groups.append(receivers)
         try:
             allowed = (args.directory, args.spool_dir)
-            groups.append(start_workers(WorkerSettings.from_args(args, args.workers, allowed)))
+            settings = WorkerSettings.from_args(args, allowed, burst=False)
+            groups.append(start_workers(settings))
             log.event("up", port=args.bind.port, redis=redacted(args.redis_url))
             parts: list[Supervised] = [*groups, *([watch] if watch else [])]
             return supervise(parts, stop)
@@ -122,7 +118,7 @@ def _receive(args: argparse.Namespace) -> int:
 
 def _work(args: argparse.Namespace) -> int:
     args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
-    settings = WorkerSettings.from_args(args, args.processes)
+    settings = WorkerSettings.from_args(args)
 
     def spools(connection: Redis) -> list[str]:
         return [job.spool for job in registered_spools(connection)]
@@ -137,20 +133,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _reprocess(args: argparse.Namespace) -> int:
-    return reprocess(
-        ReprocessSettings(
-            spool_dir=args.spool_dir,
-            modes=modes_from_args(args),
-            filing=filing_from_args(args),
-            failed=args.failed,
-            imports=tuple(getattr(args, "import")),
-            resort=args.resort,
-            watch=tuple(args.watch),
-            move=args.move,
-            redis_url=find_redis_url(args.redis_url, args.spool_dir),
-            queue=args.queue,
-        )
-    )
+    args.redis_url = find_redis_url(args.redis_url, args.spool_dir)
+    return reprocess(ReprocessSettings.from_args(args))
 
 
 _UP_REDIS_URL_ROW = replace(
@@ -200,7 +184,10 @@ COMMANDS = {
         "with the storage options given here. Trees are queued while they are walked, with "
         "progress on stderr and a summary on stdout; stopped, it exits 130 and can be run "
         "again.",
-        (*REPROCESS_ROWS, *FILING_ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        (
+            *(*REPROCESS_ROWS, *filing.ROWS, SPOOL_DIR, *modes.ROWS),
+            *(_FOUND_REDIS_URL_ROW, *COMMON_ROWS),
+        ),
         _reprocess,
     ),
     "status": Command(
@@ -214,6 +201,7 @@ COMMANDS = {
         (*status.ROWS, _FOUND_REDIS_URL_ROW, *COMMON_ROWS),
         _status,
     ),
+    "render": Command(render.USAGE, render.DESCRIPTION, render.ROWS, render.main),
 }
 
 TOP_HELP = f"""usage: {PROG} <command> [options]
@@ -262,8 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name in TOP_LEVEL:
         print(TOP_LEVEL[name], end="")
         return 0
-    if name == "render":
-        return render.main(argv[1:])
     command = COMMANDS.get(name)
     if command is None:
         return _fail(f"unknown command {name!r}" if name else "missing command", PROG)

@@ -169,6 +169,5 @@ METRICS_PORT_ROW = Option(
     "(host: the address to listen on; default: every interface); off without it",
     COMMON,
     type=metrics_bind,
-    env="PACS_INGEST_METRICS_PORT",
     metavar="[host:]port",
 )

@@ -6,7 +6,8 @@ needs and the SOP Instance UID, never Pixel Data; an object without a SOP Instan
 filed), renders with the current time and fresh randomness, and applies the safety rule.
 Output: one archive-relative path per file, in order, on stdout. A file that cannot be read or
 rendered gets `FILE: error: ...` on stderr instead, and the exit status is 1; a bad pattern exits
-2 with the column, as at receiver start-up.
+2 with the column, as at receiver start-up. PATTERN and FILE are operands of the one option parser
+(shared.options), so `-h`, bad options and their exit status are as for every other command.
 """
 
 import argparse
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from pacs_ingest.shared.options import LOG_LEVEL_ROW, ConfigError, OptionsError
 from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
 from pacs_ingest.shared.safe_path import UnsafePathError, relative_path
 from pacs_ingest.workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
@@ -23,28 +25,20 @@ from pacs_ingest.workers.header import HeaderError, NoSOPInstanceUID, read_filin
 EXIT_SOME_FAILED = 1
 
 
+USAGE = "pacs-ingest render [options] PATTERN FILE..."
+DESCRIPTION = (
+    "Render PATTERN (dcm4che's --filepath language, see the README; e.g. "
+    "'{now,date,yyyy/MM/dd}/{0020000D,hash}/{00080018}.dcm') for each DICOM Part 10 FILE and "
+    "print the path below --directory it would be filed at."
+)
+ROWS = (LOG_LEVEL_ROW,)
+
+
 def _pattern(text: str) -> Pattern:
     try:
         return Pattern.parse(text)
     except PatternError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pacs-ingest render",
-        allow_abbrev=False,
-        description="Render PATTERN (dcm4che's --filepath language, see the README) for each "
-        "DICOM FILE and print the path below --directory it would be filed at.",
-    )
-    parser.add_argument(
-        "pattern",
-        type=_pattern,
-        metavar="PATTERN",
-        help="a --filepath pattern, e.g. '{now,date,yyyy/MM/dd}/{0020000D,hash}/{00080018}.dcm'",
-    )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="DICOM Part 10 files")
-    return parser
+        raise ConfigError(str(exc)) from None
 
 
 def render_file(pattern: Pattern, path: Path, *, now: datetime, rng: random.Random) -> str:
@@ -74,6 +68,9 @@ def run(pattern: Pattern, files: Sequence[Path]) -> int:
     return status
 
 
-def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
-    return run(args.pattern, args.files)
+def main(args: argparse.Namespace) -> int:
+    """Render the operands: OptionsError without a PATTERN and a FILE."""
+    if len(args.operands) < 2:
+        raise OptionsError("missing PATTERN or FILE: give a pattern and at least one file")
+    pattern, *files = args.operands
+    return run(_pattern(pattern), [Path(name) for name in files])

@@ -56,7 +56,6 @@ ROWS = (
         "the spool whose pipeline to report on",
         _GROUP,
         type=str,
-        env="PACS_INGEST_SPOOL_DIR",
         metavar="path",
         required=True,
     ),

@@ -13,7 +13,8 @@ import orjson
 
 from pacs_ingest.receiver.commit import Commit, GroupCommit
 from pacs_ingest.receiver.store import Origin, PartFile
-from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.lane import open_lane, push
 from pacs_ingest.shared.queue import connect, ingest_queue
 from pacs_ingest.shared.spool import ReadyObject, Spool

@@ -7,7 +7,7 @@ from pathlib import Path
 from redis import Redis
 
 from benchmarks.backlog import build_backlog
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.keys import drain_pending_key, hold_key
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.corpus import make_corpus
 from pacs_ingest.shared import part10
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.workers.duplicates import DuplicateDiffers, dataset_digest
 from pacs_ingest.workers.place import place
 from tests.conftest import Pipeline

@@ -72,7 +72,7 @@ def test_file_mode_and_dir_mode_are_applied_exactly_whatever_the_umask(pipeline:
 def test_failed_reasons_and_attempt_records_get_the_file_mode(
     tmp_path: Path, redis_url: str
 ) -> None:
-    modes = Modes(file=0o600, dir=0o700)
+    modes = Modes(file_mode=0o600, dir_mode=0o700)
     with _umask(0):
         spool = Spool(tmp_path / "spool", modes)
         spool.create()

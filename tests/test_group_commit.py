@@ -15,7 +15,7 @@ from redis import Redis
 
 from pacs_ingest.embedded_redis import RedisServer, server_binary
 from pacs_ingest.receiver.commit import Commit
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.keys import names_key
 from pacs_ingest.shared.lane import lane_id
 from pacs_ingest.shared.spool import BUCKET_S, Spool, bucket_at

@@ -14,7 +14,8 @@ from rq.registry import FailedJobRegistry
 
 from benchmarks.corpus import make_corpus
 from pacs_ingest.cli import COMMANDS
-from pacs_ingest.shared.jobs import DRAIN_FUNCTION, SWEEP_FUNCTION, Filing, OrjsonSerializer
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DRAIN_FUNCTION, SWEEP_FUNCTION, OrjsonSerializer
 from pacs_ingest.shared.keys import names_key
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.options import parse_args
@@ -128,10 +129,10 @@ def test_allowed_directories_come_from_the_command_line_or_the_environment(
     a, b = tmp_path / "a", tmp_path / "b"
     work_rows = COMMANDS["work"].rows
     given = parse_args(work_rows, ["--redis-url", "r", "--allow-directory", str(a), str(b)])
-    assert WorkerSettings.from_args(given, 1).policy.allowed_directories == (a, b)
+    assert WorkerSettings.from_args(given).policy.allowed_directories == (a, b)
     monkeypatch.setenv("PACS_INGEST_ALLOW_DIRECTORY", f"{a} {b}")
     from_env = parse_args(work_rows, ["--redis-url", "r"])
-    assert WorkerSettings.from_args(from_env, 1).policy.allowed_directories == (a, b)
+    assert WorkerSettings.from_args(from_env).policy.allowed_directories == (a, b)
 
 
 def test_up_always_allows_its_own_spool_and_archive(tmp_path: Path) -> None:
@@ -143,6 +144,6 @@ def test_up_always_allows_its_own_spool_and_archive(tmp_path: Path) -> None:
             *("--allow-directory", str(other)),
         ],
     )
-    policy = WorkerSettings.from_args(args, 1, (args.directory, args.spool_dir)).policy
+    policy = WorkerSettings.from_args(args, (args.directory, args.spool_dir), burst=False).policy
     assert policy.allowed_directories == (archive, spool, other)
     assert policy.allows(str(archive / "x")) and not policy.allows(str(tmp_path))

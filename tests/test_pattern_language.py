@@ -10,7 +10,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.pattern import Pattern, RenderError
 from pacs_ingest.shared.pattern.hashes import java_hash
 from pacs_ingest.shared.spool import Spool

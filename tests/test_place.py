@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from pacs_ingest.shared.jobs import DEFAULT_DUPLICATES, Filing
+from pacs_ingest.shared.filing import DEFAULT_DUPLICATES, Filing
 from pacs_ingest.workers.place import SourceGone, place, retry_pause
 
 
@@ -110,7 +110,7 @@ def test_across_file_systems_the_object_is_copied_then_the_spool_copy_removed(
 _BATCH_SCRIPT = """
 import random, sys
 from pathlib import Path
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.workers.place import Settlement, place
 spool, root = Path(sys.argv[1]), Path(sys.argv[2])
 filing = Filing(str(root), None, 0, 0)

@@ -15,7 +15,8 @@ from redis import Redis
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.keys import attempts_key, names_key
 from pacs_ingest.shared.lane import ensure_drain, open_lane
 from pacs_ingest.shared.queue import ingest_queue

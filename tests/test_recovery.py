@@ -12,7 +12,7 @@ from pathlib import Path
 from redis import Redis
 
 from benchmarks.backlog import build_backlog, queued_refs
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.keys import (
     claimers_key,
     claims_key,

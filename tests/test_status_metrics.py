@@ -17,8 +17,8 @@ from redis import Redis
 
 from benchmarks.corpus import make_corpus
 from pacs_ingest.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.heartbeat import HEARTBEAT_TTL_S
-from pacs_ingest.shared.jobs import Filing
 from pacs_ingest.shared.keys import HEARTBEATS_KEY, names_key
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue

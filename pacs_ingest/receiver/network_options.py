@@ -5,9 +5,8 @@ Times are milliseconds and sizes bytes, as in the reference; 0 means "none" or "
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
 
-from pacs_ingest.shared.options import Option, dicom_int, non_negative
+from pacs_ingest.shared.options import Option, dicom_int, from_options, non_negative
 
 NETWORK = "network"
 DEFAULT_PDU_LENGTH = 16378
@@ -37,7 +36,6 @@ ROWS = (
         NETWORK,
         type=pdu_length,
         default=DEFAULT_RECEIVE_PDU_LENGTH,
-        env="PACS_INGEST_MAX_PDULEN_RCV",
         metavar="length",
     ),
     Option(
@@ -46,7 +44,6 @@ ROWS = (
         NETWORK,
         type=pdu_length,
         default=DEFAULT_PDU_LENGTH,
-        env="PACS_INGEST_MAX_PDULEN_SND",
         metavar="length",
     ),
     Option(
@@ -54,7 +51,6 @@ ROWS = (
         "do not negotiate asynchronous operations: as --max-ops-invoked 1 --max-ops-performed 1",
         NETWORK,
         kind="flag",
-        env="PACS_INGEST_NOT_ASYNC",
     ),
     Option(
         ("--max-ops-invoked",),
@@ -62,7 +58,6 @@ ROWS = (
         NETWORK,
         type=non_negative(dicom_int),
         default=0,
-        env="PACS_INGEST_MAX_OPS_INVOKED",
         metavar="n",
     ),
     Option(
@@ -71,7 +66,6 @@ ROWS = (
         NETWORK,
         type=non_negative(dicom_int),
         default=0,
-        env="PACS_INGEST_MAX_OPS_PERFORMED",
         metavar="n",
     ),
     Option(
@@ -79,7 +73,6 @@ ROWS = (
         "send command and data set in separate PDUs (our responses carry no data set: no effect)",
         NETWORK,
         kind="flag",
-        env="PACS_INGEST_NOT_PACK_PDV",
     ),
     Option(
         ("--request-timeout",),
@@ -88,7 +81,6 @@ ROWS = (
         NETWORK,
         type=non_negative(dicom_int),
         default=DEFAULT_REQUEST_TIMEOUT,
-        env="PACS_INGEST_REQUEST_TIMEOUT",
         metavar="ms",
     ),
     Option(
@@ -97,7 +89,6 @@ ROWS = (
         NETWORK,
         type=dicom_int,
         default=DEFAULT_IDLE_TIMEOUT,
-        env="PACS_INGEST_IDLE_TIMEOUT",
         metavar="ms",
     ),
     Option(
@@ -106,7 +97,6 @@ ROWS = (
         NETWORK,
         type=dicom_int,
         default=0,
-        env="PACS_INGEST_RELEASE_TIMEOUT",
         metavar="ms",
     ),
     Option(
@@ -115,7 +105,6 @@ ROWS = (
         NETWORK,
         type=non_negative(dicom_int),
         default=50,
-        env="PACS_INGEST_SOCLOSE_DELAY",
         metavar="ms",
     ),
     Option(
@@ -124,7 +113,6 @@ ROWS = (
         NETWORK,
         type=non_negative(dicom_int),
         default=0,
-        env="PACS_INGEST_SOSND_BUFFER",
         metavar="bytes",
     ),
     Option(
@@ -133,7 +121,6 @@ ROWS = (
         NETWORK,
         type=non_negative(dicom_int),
         default=0,
-        env="PACS_INGEST_SORCV_BUFFER",
         metavar="bytes",
     ),
     Option(
@@ -141,7 +128,6 @@ ROWS = (
         "leave Nagle's algorithm on (by default TCP_NODELAY is set, as the reference does)",
         NETWORK,
         kind="flag",
-        env="PACS_INGEST_TCP_DELAY",
     ),
 )
 
@@ -166,22 +152,10 @@ class NetworkSettings:
     tcp_delay: bool
 
     @classmethod
-    def from_args(cls, args: Any) -> "NetworkSettings":
-        not_async = args.not_async
-        return cls(
-            max_pdulen_rcv=args.max_pdulen_rcv,
-            max_pdulen_snd=args.max_pdulen_snd,
-            max_ops_invoked=1 if not_async else args.max_ops_invoked,
-            max_ops_performed=1 if not_async else args.max_ops_performed,
-            not_pack_pdv=args.not_pack_pdv,
-            request_timeout=args.request_timeout,
-            idle_timeout=args.idle_timeout,
-            release_timeout=args.release_timeout,
-            soclose_delay=args.soclose_delay,
-            sosnd_buffer=args.sosnd_buffer,
-            sorcv_buffer=args.sorcv_buffer,
-            tcp_delay=args.tcp_delay,
-        )
+    def from_args(cls, args: argparse.Namespace) -> "NetworkSettings":
+        if not args.not_async:
+            return from_options(cls, args)
+        return from_options(cls, args, max_ops_invoked=1, max_ops_performed=1)
 
     @property
     def request_timeout_s(self) -> float | None:

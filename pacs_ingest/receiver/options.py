@@ -1,7 +1,8 @@
 """The receiver's options, named as in dcm4che's storescp, and the settings they make.
 
-The storescp-specific rows are here; the shared network rows are in `network_options.py`, the TLS
-rows in `tls_options.py`. `ROWS` is all of them, in the order `-h` lists them.
+The storescp-specific rows are here; the storage rows beside `Filing` (shared/filing.py), the
+shared network rows in `network_options.py`, the TLS rows in `tls_options.py`. `ROWS` is all of
+them, in the order `-h` lists them.
 """
 
 import argparse
@@ -12,10 +13,17 @@ from pacs_ingest.receiver import network_options, sop_classes, tls_options
 from pacs_ingest.receiver.network_options import NetworkSettings
 from pacs_ingest.receiver.pressure import PressureLimits
 from pacs_ingest.receiver.tls_options import TlsSettings
-from pacs_ingest.shared import modes
-from pacs_ingest.shared.jobs import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, Filing
-from pacs_ingest.shared.options import Option, byte_size, dicom_int, non_negative, positive
-from pacs_ingest.shared.pattern import Pattern, PatternError
+from pacs_ingest.shared import filing, modes
+from pacs_ingest.shared.filing import STORAGE, Filing
+from pacs_ingest.shared.modes import Modes
+from pacs_ingest.shared.options import (
+    Option,
+    byte_size,
+    dicom_int,
+    from_options,
+    non_negative,
+    positive,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,29 +70,11 @@ def status_code(text: str) -> int:
     return value
 
 
-def filepath_pattern(text: str) -> str:
-    """A --filepath pattern, checked now so a bad one stops start-up rather than every store."""
-    try:
-        Pattern.parse(text)
-    except PatternError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def duplicates_policy(text: str) -> str:
-    if text not in DUPLICATE_POLICIES:
-        raise argparse.ArgumentTypeError(
-            f"invalid --duplicates {text!r}: choose from {', '.join(DUPLICATE_POLICIES)}"
-        )
-    return text
-
-
 # Per receiver process; the reference has no limit. Each association costs a descriptor and a
 # few kilobytes, so this is about fairness to other senders, not memory.
 DEFAULT_MAX_ASSOCIATIONS = 200
 
 ASSOCIATION = "association"
-STORAGE = "storage"
 PROCESSES = "processes"
 
 STORESCP_ROWS = (
@@ -95,7 +85,6 @@ STORESCP_ROWS = (
         type=parse_bind,
         metavar="[aet[@ip]:]port",
         required=True,
-        env="PACS_INGEST_BIND",
     ),
     Option(
         ("--accept",),
@@ -111,7 +100,6 @@ STORESCP_ROWS = (
         ASSOCIATION,
         type=str,
         default=sop_classes.DEFAULT_LOCATION,
-        env="PACS_INGEST_SOP_CLASSES",
         metavar="file|url",
     ),
     Option(
@@ -119,7 +107,6 @@ STORESCP_ROWS = (
         "accept any SOP class with any transfer syntax (--sop-classes is then not read)",
         ASSOCIATION,
         kind="flag",
-        env="PACS_INGEST_ACCEPT_UNKNOWN",
     ),
     Option(
         ("--receive-delay",),
@@ -151,63 +138,18 @@ STORESCP_ROWS = (
         STORAGE,
         kind="flag",
     ),
-    Option(
-        ("--directory",),
-        "archive root: objects are filed below it",
-        STORAGE,
-        type=str,
-        default=".",
-        metavar="path",
-        env="PACS_INGEST_DIRECTORY",
-    ),
-    Option(
-        ("--filepath",),
-        "file path of each object below --directory, e.g. "
-        "'{00100020}/{0020000D}/{0020000E}/{00080018}.dcm'; default: the SOP Instance UID",
-        STORAGE,
-        type=filepath_pattern,
-        metavar="pattern",
-        env="PACS_INGEST_FILEPATH",
-    ),
-    Option(
-        ("--rename-retries",),
-        "extra attempts to move an object into the archive",
-        STORAGE,
-        type=non_negative(dicom_int),
-        default=3,
-        metavar="count",
-    ),
-    Option(
-        ("--rename-retry-jitter",),
-        "longest random pause between those attempts",
-        STORAGE,
-        type=non_negative(dicom_int),
-        default=50,
-        metavar="ms",
-    ),
 )
 
+SPOOL_DIR = Option(
+    ("--spool-dir",),
+    "durable staging area shared with the workers; objects wait in it until filed",
+    STORAGE,
+    type=str,
+    required=True,
+    metavar="path",
+)
 OUR_ROWS = (
-    Option(
-        ("--duplicates",),
-        "when an object's path is taken: keep-both (a different newcomer gets ~digest in its "
-        "name, an identical one is dropped), overwrite (the reference's behaviour), "
-        "keep-existing, or quarantine-if-different (a different newcomer goes to failed/)",
-        STORAGE,
-        type=duplicates_policy,
-        default=DEFAULT_DUPLICATES,
-        metavar="policy",
-        env="PACS_INGEST_DUPLICATES",
-    ),
-    Option(
-        ("--spool-dir",),
-        "durable staging area shared with the workers; objects wait in it until filed",
-        STORAGE,
-        type=str,
-        required=True,
-        metavar="path",
-        env="PACS_INGEST_SPOOL_DIR",
-    ),
+    SPOOL_DIR,
     Option(
         ("--require-queue",),
         "answer 0xA700 instead of Success while the job cannot be enqueued (the object is "
@@ -223,7 +165,6 @@ OUR_ROWS = (
         type=byte_size,
         default=100 << 20,  # 100M
         metavar="size",
-        env="PACS_INGEST_MIN_FREE_SPACE",
     ),
     Option(
         ("--max-backlog",),
@@ -233,7 +174,6 @@ OUR_ROWS = (
         type=non_negative(dicom_int),
         default=0,
         metavar="n",
-        env="PACS_INGEST_MAX_BACKLOG",
     ),
     Option(
         ("--receivers",),
@@ -242,7 +182,6 @@ OUR_ROWS = (
         type=positive(dicom_int),
         default=os.cpu_count() or 1,
         metavar="n",
-        env="PACS_INGEST_RECEIVERS",
     ),
     Option(
         ("--max-associations",),
@@ -252,7 +191,6 @@ OUR_ROWS = (
         type=positive(dicom_int),
         default=DEFAULT_MAX_ASSOCIATIONS,
         metavar="n",
-        env="PACS_INGEST_MAX_ASSOCIATIONS",
     ),
     Option(
         ("--sweep-interval",),
@@ -264,7 +202,14 @@ OUR_ROWS = (
     ),
 )
 
-ROWS = (*STORESCP_ROWS, *network_options.ROWS, *tls_options.ROWS, *OUR_ROWS, *modes.ROWS)
+ROWS = (
+    *STORESCP_ROWS,
+    *filing.ROWS,
+    *network_options.ROWS,
+    *tls_options.ROWS,
+    *OUR_ROWS,
+    *modes.ROWS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +226,7 @@ class ReceiverSettings:
     network: NetworkSettings
     tls: TlsSettings
     spool_dir: str
-    modes: modes.Modes
+    modes: Modes
     filing: Filing
     receivers: int
     max_associations: int
@@ -293,53 +238,18 @@ class ReceiverSettings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ReceiverSettings":
         """Settings from parsed options; ConfigError if the --sop-classes file is unusable."""
-        return cls(
-            bind=args.bind,
-            accept=tuple(args.accept),
+        return from_options(
+            cls,
+            args,
             capabilities=(
                 sop_classes.ACCEPT_UNKNOWN
                 if args.accept_unknown
                 else sop_classes.load(args.sop_classes)
             ),
-            receive_delay=tuple(args.receive_delay),
-            response_delay=tuple(args.response_delay),
-            status=args.status,
-            ignore=args.ignore,
-            require_queue=args.require_queue,
-            pressure=PressureLimits(args.min_free_space, args.max_backlog),
+            pressure=from_options(PressureLimits, args),
             network=NetworkSettings.from_args(args),
             tls=TlsSettings.from_args(args),
             spool_dir=os.path.abspath(args.spool_dir),
-            modes=modes.modes_from_args(args),
-            filing=filing_from_args(args),
-            receivers=args.receivers,
-            max_associations=args.max_associations,
-            sweep_interval=args.sweep_interval,
-            redis_url=args.redis_url,
-            queue=args.queue,
-            log_level=args.log_level,
+            modes=from_options(Modes, args),
+            filing=Filing.from_args(args),
         )
-
-
-FILING_DESTS = (
-    "directory",
-    "filepath",
-    "rename_retries",
-    "rename_retry_jitter",
-    "duplicates",
-    "spool_dir",
-    "file_mode",
-    "dir_mode",
-)
-FILING_ROWS = tuple(row for row in ROWS if row.dest in FILING_DESTS)
-
-
-def filing_from_args(args: argparse.Namespace) -> Filing:
-    """Where and how objects are filed, from the storage options (also `reprocess`'s)."""
-    return Filing(
-        directory=os.path.abspath(args.directory),
-        filepath=args.filepath,
-        rename_retries=args.rename_retries,
-        rename_retry_jitter=args.rename_retry_jitter,
-        duplicates=args.duplicates,
-    )

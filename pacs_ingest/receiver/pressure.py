@@ -15,7 +15,7 @@ from pacs_ingest.shared.spool import Spool
 
 @dataclass(frozen=True, slots=True)
 class PressureLimits:
-    min_free_bytes: int  # --min-free-space; 0: no limit
+    min_free_space: int  # --min-free-space; 0: no limit
     max_backlog: int  # --max-backlog, objects waiting in ready/; 0: no limit
 
 
@@ -37,15 +37,15 @@ class Pressure:
         return reason
 
     def _short_of_space(self) -> str | None:
-        if not self._limits.min_free_bytes:
+        if not self._limits.min_free_space:
             return None
         try:
             stat = os.statvfs(self._spool.root)
         except OSError as exc:
             return f"spool file system unreadable: {exc.strerror}"
         free = stat.f_bavail * stat.f_frsize
-        if free < self._limits.min_free_bytes:
-            return f"spool has {free} bytes free, below {self._limits.min_free_bytes}"
+        if free < self._limits.min_free_space:
+            return f"spool has {free} bytes free, below {self._limits.min_free_space}"
         return None
 
     def _backlog_too_long(self) -> str | None:

@@ -10,7 +10,7 @@ first present of --tls13, --tls12, --tls11, --tls1, --ssl3, --ssl2Hello, else ev
 from dataclasses import dataclass
 from typing import Any
 
-from pacs_ingest.shared.options import Option
+from pacs_ingest.shared.options import Option, from_options
 
 TLS = "TLS"
 
@@ -41,8 +41,7 @@ def _flag(flag: str, text: str) -> Option:
 
 
 def _value(flag: str, text: str, metavar: str, default: Any = None, **extra: Any) -> Option:
-    env = "PACS_INGEST_" + flag.lstrip("-").replace("-", "_").upper()
-    return Option((flag,), text, TLS, type=str, default=default, env=env, metavar=metavar, **extra)
+    return Option((flag,), text, TLS, type=str, default=default, metavar=metavar, **extra)
 
 
 ROWS = (
@@ -144,18 +143,13 @@ class TlsSettings:
                 break
         if not protocols:
             protocols, protocols_option = DEFAULT_PROTOCOLS, "the default"
-        return cls(
+        return from_options(
+            cls,
+            args,
             cipher_suites=suites,
             suites_option=suites_option,
             protocols=protocols,
             protocols_option=protocols_option,
             client_auth=not args.tls_noauth,
-            key_store=args.key_store,
-            key_store_type=args.key_store_type,
-            key_store_pass=args.key_store_pass,
-            key_pass=args.key_pass,
-            trust_store=args.trust_store,
-            trust_store_type=args.trust_store_type,
-            trust_store_pass=args.trust_store_pass,
             ignored=() if suites else _given(args),
         )

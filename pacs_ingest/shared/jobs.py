@@ -1,4 +1,4 @@
-"""The job records that travel from receivers to workers, and the filing settings.
+"""The job records that travel from receivers to workers, and the filing settings' encoding.
 
 Jobs name work, not objects: a drain job names a lane of a spool (shared.lane), whose waiting
 objects sit in a Redis list and whose filing settings sit in the spool, so one generic worker
@@ -13,6 +13,7 @@ import orjson
 from redis import Redis
 from rq import Queue
 
+from pacs_ingest.shared.filing import DEFAULT_DUPLICATES, Filing
 from pacs_ingest.shared.keys import SPOOLS_KEY, sweep_pending_key
 
 # The workers' entry points, named rather than imported: receivers never import workers.
@@ -50,23 +51,6 @@ class OrjsonSerializer:
     @staticmethod
     def loads(data: bytes) -> Any:
         return orjson.loads(data)
-
-
-# --duplicates, applied by workers.duplicates; the first is the reference's behaviour. The
-# default keeps a different object beside the one at its path: nothing is overwritten unasked.
-DUPLICATE_POLICIES = ("overwrite", "keep-existing", "keep-both", "quarantine-if-different")
-DEFAULT_DUPLICATES = "keep-both"
-
-
-@dataclass(frozen=True, slots=True)
-class Filing:
-    """Where and how a spool's objects are filed; named after dcm4che's options."""
-
-    directory: str
-    filepath: str | None
-    rename_retries: int
-    rename_retry_jitter: int  # milliseconds
-    duplicates: str = DEFAULT_DUPLICATES  # see workers.duplicates
 
 
 @dataclass(frozen=True, slots=True)

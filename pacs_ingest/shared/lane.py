@@ -20,12 +20,12 @@ import orjson
 from redis import Redis
 from rq import Queue
 
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.jobs import (
     DRAIN_FUNCTION,
     FAILED_JOB_TTL_S,
     JOB_TIMEOUT_S,
     DrainJob,
-    Filing,
     decode_filing,
 )
 from pacs_ingest.shared.keys import EPOCH_KEY, drain_pending_key, names_key

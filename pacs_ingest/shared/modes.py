@@ -42,25 +42,25 @@ def octal_mode(text: str) -> Mode:
 
 @dataclass(frozen=True, slots=True)
 class Modes:
-    file: int = DEFAULT_FILE_MODE
-    dir: int = DEFAULT_DIR_MODE
+    file_mode: int = DEFAULT_FILE_MODE
+    dir_mode: int = DEFAULT_DIR_MODE
 
 
 DEFAULT_MODES = Modes()
 
 
 def make_dir(path: Path, modes: Modes) -> bool:
-    """mkdir `path` (its parent must exist) with `modes.dir`; False if it existed already."""
+    """mkdir `path` (its parent must exist) with `modes.dir_mode`; False if it existed already."""
     try:
-        os.mkdir(path, modes.dir)
+        os.mkdir(path, modes.dir_mode)
     except FileExistsError:
         return False
-    os.chmod(path, modes.dir)
+    os.chmod(path, modes.dir_mode)
     return True
 
 
 def make_dirs(path: Path, modes: Modes) -> None:
-    """mkdir -p `path`: each folder it creates gets `modes.dir`; existing ones are left alone."""
+    """mkdir -p `path`: each folder it creates gets `modes.dir_mode`; existing ones are kept."""
     missing = []
     while not path.exists() and path != path.parent:
         missing.append(path)
@@ -84,12 +84,12 @@ def _umask() -> int | None:
 
 
 def open_new(path: Path, modes: Modes, flags: int = 0) -> int:
-    """Create `path` (it must not exist) for writing with `modes.file`; the descriptor."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | flags, modes.file)
+    """Create `path` (it must not exist) for writing with `modes.file_mode`; the descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | flags, modes.file_mode)
     umask = _umask()
-    if umask is None or modes.file & umask:
+    if umask is None or modes.file_mode & umask:
         try:
-            os.fchmod(fd, modes.file)
+            os.fchmod(fd, modes.file_mode)
         except BaseException:
             os.close(fd)
             raise
@@ -105,7 +105,6 @@ ROWS = (
         type=octal_mode,
         default=DEFAULT_FILE_MODE,
         metavar="mode",
-        env="PACS_INGEST_FILE_MODE",
     ),
     Option(
         ("--dir-mode",),
@@ -114,10 +113,5 @@ ROWS = (
         type=octal_mode,
         default=DEFAULT_DIR_MODE,
         metavar="mode",
-        env="PACS_INGEST_DIR_MODE",
     ),
 )
-
-
-def modes_from_args(args: argparse.Namespace) -> Modes:
-    return Modes(file=args.file_mode, dir=args.dir_mode)

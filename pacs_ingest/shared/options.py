@@ -8,12 +8,20 @@ means the same thing here:
 * an option of kind "multi" is greedy: every following token is one more value until a token that
   is a *known* option (an unknown `--foo` there is a value, not an error); repeats accumulate;
 * an option of kind "value" given twice keeps its first value, unless the row says `accumulate`;
-* values are never split on commas; positional tokens and everything after `--` are ignored;
+* values are never split on commas; positional tokens and everything after `--` are operands,
+  which only `render` reads (the storescp commands ignore them, as the reference does);
 * numbers follow dcm4che's rules (a trailing `H` means hex).
 
-A value from an environment variable is checked exactly like one from the command line. `-h` and
-`-V` are answered only once the whole command line scanned without error, before required options
-and values are checked (as the reference does).
+Every option can be set instead by one environment variable, named by one rule from its first
+long flag (`environment_variable`): `--max-pdulen-rcv` is PACS_INGEST_MAX_PDULEN_RCV. The command
+line wins over the variable. A flag's variable is 1, true, yes or on (set) or 0, false, no, off or
+empty (not set); a multi-valued option's variable holds its values separated by blanks; any value
+is checked exactly like one from the command line. `-h` and `-V` are answered only once the whole
+command line scanned without error, before required options and values are checked (as the
+reference does).
+
+Settings dataclasses are filled from the parsed options by `from_options`: each field is the
+option of the same name, so adding an option is one row, and one line where it is used.
 """
 
 import argparse
@@ -21,8 +29,8 @@ import os
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from pacs_ingest.shared.javalang import INT32_MAX, INT32_MIN
 
@@ -30,6 +38,11 @@ _DECIMAL = re.compile(r"[+-]?[0-9]+")
 _HEX = re.compile(r"[+-]?[0-9a-fA-F]+H")
 _HELP_WIDTH = 100
 _FLAG_COLUMN = 32
+ENV_PREFIX = "PACS_INGEST_"
+# Variables not named by the rule: REDIS_URL is the name rq, Redis clients and their users know.
+ENV_EXCEPTIONS = {"--redis-url": "REDIS_URL"}
+_FLAG_TRUE = ("1", "true", "yes", "on")
+_FLAG_FALSE = ("0", "false", "no", "off", "")
 
 
 class StartupError(Exception):
@@ -51,7 +64,8 @@ class Option:
 
     `kind` is "value" (one value; the first occurrence wins unless `accumulate`, then every
     occurrence is kept in order), "flag" (present or not) or "multi" (greedy, one or more values
-    per occurrence, all occurrences accumulate).
+    per occurrence, all occurrences accumulate). The first long flag names the option: its
+    attribute (`dest`) and its environment variable (`env`); other flags are other spellings.
     """
 
     flags: tuple[str, ...]
@@ -59,19 +73,30 @@ class Option:
     group: str
     type: Callable[[str], Any] | None = None
     default: Any = None
-    env: str | None = None
     metavar: str | None = None
     kind: str = "value"
     required: bool = False
     accumulate: bool = False
 
     @property
-    def dest(self) -> str:
-        return self.flags[-1].lstrip("-").replace("-", "_")
+    def name(self) -> str:
+        return next(flag for flag in self.flags if flag.startswith("--"))
 
     @property
-    def name(self) -> str:
-        return self.flags[-1]
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return environment_variable(self.name)
+
+
+def environment_variable(long_flag: str) -> str:
+    """The variable that sets the option named `long_flag`: PACS_INGEST_ and the flag without its
+    dashes, upper case, `-` as `_` (ENV_EXCEPTIONS name the rest)."""
+    if long_flag in ENV_EXCEPTIONS:
+        return ENV_EXCEPTIONS[long_flag]
+    return ENV_PREFIX + long_flag.removeprefix("--").replace("-", "_").upper()
 
 
 def dicom_int(text: str) -> int:
@@ -127,7 +152,8 @@ class _Table:
     """The rows of one command, found by flag."""
 
     def __init__(self, rows: Iterable[Option]) -> None:
-        self.rows = [HELP, VERSION, *rows]
+        self.options = list(rows)
+        self.rows = [HELP, VERSION, *self.options]
         self.by_flag = {flag: row for row in self.rows for flag in row.flags}
 
     def match(self, token: str) -> list[tuple[Option, str | None]]:
@@ -150,20 +176,23 @@ class _Table:
         return []
 
 
-def _scan(table: _Table, argv: Sequence[str]) -> dict[Option, list[str]]:
-    """Every occurrence's raw values, per option, in command-line order."""
+def _scan(table: _Table, argv: Sequence[str]) -> tuple[dict[Option, list[str]], list[str]]:
+    """Every occurrence's raw values, per option, in command-line order; and the operands."""
     found: dict[Option, list[str]] = {}
+    operands: list[str] = []
     index = 0
     while index < len(argv):
         token = argv[index]
         index += 1
         if token == "--":
+            operands += argv[index:]
             break
         matches = table.match(token)
         if not matches:
             if token.startswith("-") and token != "-":
                 raise OptionsError(f"Unrecognized option: {token}")
-            continue  # a positional argument: accepted and ignored, as by the reference
+            operands.append(token)
+            continue
         for row, attached in matches:
             values = found.setdefault(row, [])
             if row.kind == "flag":
@@ -178,7 +207,7 @@ def _scan(table: _Table, argv: Sequence[str]) -> dict[Option, list[str]]:
             if not taken:
                 raise OptionsError(f"Missing argument for option: {row.flags[0].lstrip('-')}")
             values.extend(taken)
-    return found
+    return found, operands
 
 
 def _convert(row: Option, text: str, source: str) -> Any:
@@ -191,10 +220,15 @@ def _convert(row: Option, text: str, source: str) -> Any:
 
 
 def _from_environment(row: Option) -> Any:
-    raw = os.environ[row.env] if row.env else ""
+    raw = os.environ[row.env]
     source = f"environment variable {row.env}"
     if row.kind == "flag":
-        return raw.lower() in ("1", "true", "yes", "on")
+        if raw.lower() not in (*_FLAG_TRUE, *_FLAG_FALSE):
+            raise OptionsError(
+                f"{source}: {raw!r} is neither set ({', '.join(_FLAG_TRUE)}) "
+                f"nor unset ({', '.join(_FLAG_FALSE[:-1])} or empty)"
+            )
+        return raw.lower() in _FLAG_TRUE
     if row.kind == "multi" or row.accumulate:
         return [_convert(row, item, source) for item in raw.split()]
     return _convert(row, raw, source)
@@ -202,7 +236,7 @@ def _from_environment(row: Option) -> Any:
 
 def _value(row: Option, given: list[str] | None) -> Any:
     """The option's value: from the command line, else the environment, else its default."""
-    if given is None and row.env and row.env in os.environ:
+    if given is None and row.env in os.environ:
         return _from_environment(row)
     if given is None and row.required:
         raise OptionsError(f"missing required option {row.flags[0]}")
@@ -219,22 +253,40 @@ def parse_args(rows: Iterable[Option], argv: Sequence[str]) -> argparse.Namespac
     """Parse `argv` by the rules above; raise OptionsError for anything the reference refuses.
 
     With -h or -V only `help` and `version` are set: the caller answers them and exits 0.
+    Otherwise every row's `dest` is set, and `operands` holds the tokens that name no option.
     """
     table = _Table(rows)
-    found = _scan(table, argv)
+    found, operands = _scan(table, argv)
     args = argparse.Namespace(help=HELP in found, version=VERSION in found)
     if args.help or args.version:
         return args
-    for row in table.rows[2:]:
+    for row in table.options:
         setattr(args, row.dest, _value(row, found.get(row)))
+    args.operands = operands
     return args
+
+
+Settings = TypeVar("Settings")
+
+
+def from_options(cls: type[Settings], args: argparse.Namespace, **derived: Any) -> Settings:
+    """The settings dataclass `cls` filled from parsed options: each field is the option of the
+    same dest (lists become tuples), unless `derived` gives it (a value computed from several
+    options, or a nested settings record). TypeError names any field with neither: a settings
+    field without an option is a bug, found by the first command that builds it."""
+    names = [field.name for field in fields(cls)]  # type: ignore[arg-type]
+    missing = [name for name in names if name not in derived and not hasattr(args, name)]
+    if missing:
+        raise TypeError(f"{cls.__name__}: no option for {', '.join(missing)}")
+    values = {name: derived[name] if name in derived else getattr(args, name) for name in names}
+    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
 
 
 def hint(prog: str) -> str:
     return f"Try `{prog} --help' for more information."
 
 
-def _describe(row: Option) -> str:
+def _describe(row: Option, *, with_env: bool = True) -> str:
     text = row.help
     if row.required:
         text += " (required)"
@@ -247,7 +299,7 @@ def _describe(row: Option) -> str:
         text += " (several values may follow)"
     elif row.accumulate:
         text += " (may be repeated)"
-    if row.env:
+    if with_env:
         text += f" [env {row.env}]"
     return text
 
@@ -269,9 +321,8 @@ def format_help(usage: str, description: str, rows: Iterable[Option]) -> str:
             flags = "  " + ", ".join(row.flags)
             if row.metavar:
                 flags += f" {row.metavar}"
-            wrapped = textwrap.wrap(
-                _describe(row), _HELP_WIDTH - _FLAG_COLUMN, break_on_hyphens=False
-            )
+            described = _describe(row, with_env=row not in (HELP, VERSION))
+            wrapped = textwrap.wrap(described, _HELP_WIDTH - _FLAG_COLUMN, break_on_hyphens=False)
             if len(flags) < _FLAG_COLUMN - 1:
                 lines.append(flags.ljust(_FLAG_COLUMN) + wrapped[0])
                 wrapped = wrapped[1:]
@@ -287,8 +338,15 @@ REDIS_URL_ROW = Option(
     "Redis server holding the job queue, e.g. redis://host:6379/0",
     COMMON,
     type=str,
-    env="REDIS_URL",
     metavar="url",
+)
+LOG_LEVEL_ROW = Option(
+    ("--log-level",),
+    "DEBUG, INFO, WARNING or ERROR",
+    COMMON,
+    type=lambda text: text.upper(),
+    default="INFO",
+    metavar="level",
 )
 COMMON_ROWS = (
     Option(
@@ -297,16 +355,7 @@ COMMON_ROWS = (
         COMMON,
         type=str,
         default="pacs-ingest",
-        env="PACS_INGEST_QUEUE",
         metavar="name",
     ),
-    Option(
-        ("--log-level",),
-        "DEBUG, INFO, WARNING or ERROR",
-        COMMON,
-        type=lambda text: text.upper(),
-        default="INFO",
-        env="PACS_INGEST_LOG_LEVEL",
-        metavar="level",
-    ),
+    LOG_LEVEL_ROW,
 )

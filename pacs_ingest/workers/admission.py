@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.lane import push
 from pacs_ingest.shared.processes import StopSignal
 from pacs_ingest.shared.spool import Spool

@@ -180,7 +180,7 @@ class Attempts:
         modes = self._spool.modes
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if first else os.O_TRUNC)
         try:
-            fd = os.open(target, flags, modes.file)
+            fd = os.open(target, flags, modes.file_mode)
         except FileExistsError:  # another worker on the same object (a job run twice) was first
             if not first:
                 raise
@@ -188,7 +188,7 @@ class Attempts:
             return
         try:
             with open(fd, "wb") as f:
-                os.fchmod(fd, modes.file)
+                os.fchmod(fd, modes.file_mode)
                 f.write(orjson.dumps(record))
             if not first:
                 os.replace(target, path)

@@ -27,7 +27,8 @@ from rq import get_current_job
 from rq.job import Job
 
 from pacs_ingest.shared import log
-from pacs_ingest.shared.jobs import DrainJob, Filing
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.keys import drain_pending_key, names_key
 from pacs_ingest.shared.lane import ensure_drain, lane_filing
 from pacs_ingest.shared.queue import ingest_queue

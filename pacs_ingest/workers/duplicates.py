@@ -15,7 +15,7 @@ import hashlib
 from pathlib import Path
 
 from pacs_ingest.shared import part10
-from pacs_ingest.shared.jobs import DUPLICATE_POLICIES
+from pacs_ingest.shared.filing import DUPLICATE_POLICIES
 
 OVERWRITE, KEEP_EXISTING, KEEP_BOTH, QUARANTINE_IF_DIFFERENT = DUPLICATE_POLICIES
 

@@ -21,7 +21,7 @@ from typing import Any
 from rq.timeouts import JobTimeoutException
 
 from pacs_ingest.shared import log, part10
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.metrics import OBJECTS_QUARANTINED
 from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
 from pacs_ingest.shared.safe_path import UnsafePathError, relative_path, safe_value

@@ -22,7 +22,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from pacs_ingest.shared import log, modes
 from pacs_ingest.shared.heartbeat import Heartbeat
 from pacs_ingest.shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
-from pacs_ingest.shared.options import COMMON, Option, OptionsError, dicom_int, positive
+from pacs_ingest.shared.modes import Modes
+from pacs_ingest.shared.options import (
+    COMMON,
+    Option,
+    OptionsError,
+    dicom_int,
+    from_options,
+    positive,
+)
 from pacs_ingest.shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from pacs_ingest.shared.queue import connect, ingest_queue
 from pacs_ingest.workers import policy
@@ -32,16 +40,17 @@ from pacs_ingest.workers.redis_link import LONGEST_RETRY_S, RedisLink, random_ji
 
 _STOP_TIMEOUT_S = 13.0
 
+# `work` spelled it --processes before `up` and `work` shared one row: both spellings stay.
+WORKERS = Option(
+    ("--workers", "--processes"),
+    "worker processes",
+    "processes",
+    type=positive(dicom_int),
+    default=2,
+    metavar="n",
+)
 ROWS = (
-    Option(
-        ("--processes",),
-        "worker processes",
-        "processes",
-        type=positive(dicom_int),
-        default=2,
-        metavar="n",
-        env="PACS_INGEST_WORKERS",
-    ),
+    WORKERS,
     Option(("--burst",), "exit once the queue is empty", "processes", kind="flag"),
     Option(
         ("--spool-dir",),
@@ -50,7 +59,6 @@ ROWS = (
         COMMON,
         type=str,
         metavar="path",
-        env="PACS_INGEST_SPOOL_DIR",
     ),
 )
 ALLOW_DIRECTORY = Option(
@@ -61,7 +69,6 @@ ALLOW_DIRECTORY = Option(
     type=str,
     kind="multi",
     metavar="dir",
-    env="PACS_INGEST_ALLOW_DIRECTORY",
 )
 MAX_ATTEMPTS = Option(
     ("--max-attempts",),
@@ -71,7 +78,6 @@ MAX_ATTEMPTS = Option(
     type=positive(dicom_int),
     default=policy.DEFAULT_MAX_ATTEMPTS,
     metavar="n",
-    env="PACS_INGEST_MAX_ATTEMPTS",
 )
 FILING_POLICY_ROWS = (ALLOW_DIRECTORY, MAX_ATTEMPTS)
 ROWS = (*ROWS, *FILING_POLICY_ROWS, *modes.ROWS)
@@ -79,7 +85,7 @@ ROWS = (*ROWS, *FILING_POLICY_ROWS, *modes.ROWS)
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    processes: int
+    workers: int
     burst: bool
     redis_url: str
     queue: str
@@ -88,24 +94,21 @@ class WorkerSettings:
 
     @classmethod
     def from_args(
-        cls, args: argparse.Namespace, processes: int, own_directories: tuple[str, ...] = ()
+        cls, args: argparse.Namespace, own_directories: tuple[str, ...] = (), **derived: Any
     ) -> "WorkerSettings":
-        """Settings from parsed options; `own_directories` are allowed in any case (`up`'s spool
-        and archive). OptionsError if no directory is allowed at all."""
+        """Settings from parsed options (and `derived`, for what the command has no option
+        for); `own_directories` are allowed in any case (`up`'s spool and archive).
+        OptionsError if no directory is allowed at all."""
         allowed = (*own_directories, *args.allow_directory)
         if not allowed:
             raise OptionsError(
                 "missing --allow-directory: name the folders holding the spools and archive "
                 "roots this worker may file (or set PACS_INGEST_ALLOW_DIRECTORY)"
             )
-        return cls(
-            processes,
-            getattr(args, "burst", False),
-            args.redis_url,
-            args.queue,
-            args.log_level,
-            policy.WorkerPolicy.of(allowed, modes.modes_from_args(args), args.max_attempts),
+        worker_policy = policy.WorkerPolicy.of(
+            allowed, from_options(Modes, args), args.max_attempts
         )
+        return from_options(cls, args, policy=worker_policy, **derived)
 
 
 class _RedisTrouble(logging.Filter):
@@ -197,7 +200,7 @@ def request_known_sweeps(redis_url: str, queue: str) -> None:
 def start_workers(settings: WorkerSettings) -> ProcessGroup:
     request_known_sweeps(settings.redis_url, settings.queue)
     group = ProcessGroup(
-        "worker", _worker_process, (settings,), settings.processes, restart=not settings.burst
+        "worker", _worker_process, (settings,), settings.workers, restart=not settings.burst
     )
     group.start()
     return group

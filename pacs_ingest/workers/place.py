@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pacs_ingest.shared.jobs import Filing
+from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.metrics import RENAME_RETRIES
 from pacs_ingest.shared.modes import DEFAULT_MODES, Modes, make_dir, open_new
 from pacs_ingest.shared.spool import fsync_dir
@@ -61,7 +61,7 @@ def retry_pause(rng: random.Random, jitter_ms: int) -> float:
 
 class Settlement:
     """The folders a batch of placements changed and the spool copies it may then remove; the
-    folders it makes get `modes.dir`."""
+    folders it makes get `modes.dir_mode`."""
 
     def __init__(self, modes: Modes = DEFAULT_MODES) -> None:
         self.modes = modes
@@ -102,7 +102,7 @@ def _scratch_copy(source: Path, directory: Path) -> Path:
     """A fsynced copy of `source` in `directory` (on the target's file system), with the mode
     the object was spooled with, as a rename would keep it."""
     scratch = directory / f".{source.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp"
-    spooled = Modes(file=os.stat(source).st_mode & 0o777)
+    spooled = Modes(file_mode=os.stat(source).st_mode & 0o777)
     try:
         with open(source, "rb") as src, open(open_new(scratch, spooled), "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)

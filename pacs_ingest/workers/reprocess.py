@@ -17,6 +17,7 @@ twice, and copied files found twice are dropped as identical duplicates by the d
 --duplicates keep-both.
 """
 
+import argparse
 import os
 import sys
 import time
@@ -29,10 +30,11 @@ from redis.exceptions import RedisError
 from watchfiles import watch
 
 from pacs_ingest.shared import log, part10
-from pacs_ingest.shared.jobs import DrainJob, Filing, SweepJob, enqueue_sweep, register_spool
+from pacs_ingest.shared.filing import Filing
+from pacs_ingest.shared.jobs import DrainJob, SweepJob, enqueue_sweep, register_spool
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.modes import Modes, make_dirs
-from pacs_ingest.shared.options import Option, StartupError
+from pacs_ingest.shared.options import Option, StartupError, from_options
 from pacs_ingest.shared.processes import StopSignal
 from pacs_ingest.shared.queue import connect, ingest_queue
 from pacs_ingest.shared.spool import Spool
@@ -99,6 +101,16 @@ class ReprocessSettings:
     move: bool
     redis_url: str
     queue: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ReprocessSettings":
+        return from_options(
+            cls,
+            args,
+            modes=from_options(Modes, args),
+            filing=Filing.from_args(args),
+            imports=getattr(args, "import"),  # a keyword, so not a field name
+        )
 
 
 def _import_one(run: Run, path: Path, *, move: bool) -> None:
