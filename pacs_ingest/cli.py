@@ -1,10 +1,9 @@
 """`pacs-ingest up | receive | work | reprocess | status | render`: parse options, start the
 parts, map failures to exit codes.
 
-Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time
-(the embedded server keeps dying), 2 for bad options or an unusable configuration (bad pattern,
-port in use, unreadable key store, a spool another `up` runs), with a one-line
-`pacs-ingest: <message>` on stderr (and a hint, for 2).
+Exit codes: shared.exit_codes (0 after a requested stop, 1 when the pipeline failed at run time,
+2 for bad options or an unusable configuration, with a one-line `pacs-ingest: <message>` on
+stderr and a hint).
 """
 
 import argparse
@@ -21,6 +20,7 @@ from pacs_ingest.receiver.options import FILING_ROWS, ReceiverSettings, filing_f
 from pacs_ingest.receiver.options import ROWS as RECEIVER_ROWS
 from pacs_ingest.shared import __version__, log
 from pacs_ingest.shared.embedded_redis import EmbeddedRedisError
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.jobs import registered_spools
 from pacs_ingest.shared.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from pacs_ingest.shared.modes import modes_from_args
@@ -35,7 +35,7 @@ from pacs_ingest.shared.options import (
     parse_args,
     positive,
 )
-from pacs_ingest.shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supervise
+from pacs_ingest.shared.processes import StopSignal, Supervised, stop_all, supervise
 from pacs_ingest.shared.queue import redacted
 from pacs_ingest.shared.redis_home import RedisHome, find_redis_url
 from pacs_ingest.shared.server_watch import ServerFailed, ServerWatch
@@ -45,8 +45,6 @@ from pacs_ingest.workers.reprocess import ROWS as REPROCESS_ROWS
 from pacs_ingest.workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
-EXIT_FAILED = 1
-_STOP_TIMEOUT_S = 13.5
 
 UP_WORKERS = Option(
     ("--workers",),
@@ -106,11 +104,11 @@ def _run_up(args: argparse.Namespace, stop: StopSignal, watch: ServerWatch | Non
             return supervise(parts, stop)
         except ServerFailed as exc:
             print(f"{PROG}: {exc}; stopping", file=sys.stderr)
-            return EXIT_FAILED
+            return ExitCode.FAILED
         finally:
             sweeps.stop()
     finally:
-        stop_all(groups, _STOP_TIMEOUT_S)
+        stop_all(groups)
 
 
 def _receive(args: argparse.Namespace) -> int:
@@ -241,7 +239,7 @@ TOP_LEVEL = {"-h": TOP_HELP, "--help": TOP_HELP, "-V": VERSION, "--version": VER
 def _fail(message: str, prog: str) -> int:
     print(f"{PROG}: {message}", file=sys.stderr)
     print(hint(prog), file=sys.stderr)
-    return EXIT_CONFIG
+    return ExitCode.CONFIG
 
 
 def _run(name: str, command: Command, argv: Sequence[str]) -> int:

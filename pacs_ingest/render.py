@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
 from pacs_ingest.shared.safe_path import UnsafePathError, relative_path
 from pacs_ingest.workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
-
-EXIT_SOME_FAILED = 1
 
 
 def _pattern(text: str) -> Pattern:
@@ -70,7 +69,7 @@ def run(pattern: Pattern, files: Sequence[Path]) -> int:
             print(render_file(pattern, path, now=datetime.now(), rng=rng))
         except (OSError, HeaderError, NoSOPInstanceUID, RenderError, UnsafePathError) as exc:
             print(f"{path}: error: {exc}", file=sys.stderr)
-            status = EXIT_SOME_FAILED
+            status = ExitCode.FAILED
     return status
 
 

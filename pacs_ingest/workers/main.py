@@ -30,8 +30,6 @@ from pacs_ingest.workers import policy
 from pacs_ingest.workers.guard import GuardedJob, GuardedWorker
 from pacs_ingest.workers.lease import WorkerLease
 
-_STOP_TIMEOUT_S = 13.0
-
 ROWS = (
     Option(
         ("--processes",),
@@ -213,4 +211,4 @@ def work(settings: WorkerSettings) -> int:
             continue
         return 0
     finally:
-        stop_all([group], _STOP_TIMEOUT_S)
+        stop_all([group])
