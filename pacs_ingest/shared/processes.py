@@ -138,6 +138,16 @@ class ProcessGroup:
     def all_exited(self) -> bool:
         return not self._live()
 
+    def exit_status(self) -> int:
+        """0 if every child that exited so far exited 0 (a group not restarting its children);
+        else the first failed child's exit status as a shell reports it: its exit code, or
+        128 + N for a child killed by signal N."""
+        for process in self.processes:
+            if process is not None and (code := process.exitcode):
+                log.warning("process.failed", process=process.name, pid=process.pid, exitcode=code)
+                return 128 - code if code < 0 else code
+        return ExitCode.OK
+
     def terminate(self) -> None:
         """SIGTERM each child once: a second SIGTERM means "now" to an rq worker."""
         if self._stopping:

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pacs_ingest.shared import log, modes
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.heartbeat import Heartbeat
 from pacs_ingest.shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
 from pacs_ingest.shared.options import COMMON, Option, OptionsError, dicom_int, positive
@@ -202,6 +203,8 @@ def start_workers(settings: WorkerSettings) -> ProcessGroup:
 
 
 def work(settings: WorkerSettings) -> int:
+    """Run the workers until stopped; with --burst until each has found the queue empty, then
+    the exit status of one that failed (killed, or crashed), if one did."""
     stop = StopSignal().install()
     group = start_workers(settings)
     try:
@@ -209,6 +212,6 @@ def work(settings: WorkerSettings) -> int:
             return supervise([group], stop)
         while not group.all_exited() and not stop.wait(0.2):
             continue
-        return 0
+        return ExitCode.OK if stop.is_set() else group.exit_status()
     finally:
         stop_all([group])
