@@ -246,20 +246,37 @@ def _run(name: str, command: Command, argv: Sequence[str]) -> int:
     args = parse_args(command.rows, argv)
     if args.help:
         print(format_help(command.usage, command.description, command.rows), end="")
-        return 0
+        return ExitCode.OK
     if args.version:
         print(f"{PROG}: {__version__}")
-        return 0
+        return ExitCode.OK
     log.configure(args.log_level, role=name)
     return command.run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a reader gone away shows here rather than at exit
+    except BrokenPipeError:
+        return _stdout_gone()
+    return code
+
+
+def _stdout_gone() -> int:
+    """The reader of our stdout went away (`render ... | head`): end quietly, as Unix tools
+    do. stdout now goes to /dev/null, since Python's own flush at exit would fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return ExitCode.BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
     name = argv[0] if argv else ""
     if name in TOP_LEVEL:
         print(TOP_LEVEL[name], end="")
-        return 0
+        return ExitCode.OK
     if name == "render":
         return render.main(argv[1:])
     command = COMMANDS.get(name)
@@ -271,4 +288,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), f"{PROG} {name}")
 
     except KeyboardInterrupt:
-        return 0
+        return ExitCode.OK

@@ -63,13 +63,15 @@ def run(pattern: Pattern, files: Sequence[Path]) -> int:
             file=sys.stderr,
         )
     rng = random.Random()
-    status = 0
+    status = ExitCode.OK
     for path in files:
         try:
-            print(render_file(pattern, path, now=datetime.now(), rng=rng))
+            archive_path = render_file(pattern, path, now=datetime.now(), rng=rng)
         except (OSError, HeaderError, NoSOPInstanceUID, RenderError, UnsafePathError) as exc:
             print(f"{path}: error: {exc}", file=sys.stderr)
             status = ExitCode.FAILED
+            continue
+        print(archive_path)  # outside the try: a closed stdout is no error of this file's
     return status
 
 
