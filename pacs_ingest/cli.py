@@ -29,32 +29,29 @@ from pacs_ingest.shared.options import (
     REDIS_URL_ROW,
     Option,
     StartupError,
-    dicom_int,
     format_help,
     hint,
     parse_args,
-    positive,
 )
 from pacs_ingest.shared.processes import StopSignal, Supervised, stop_all, supervise
 from pacs_ingest.shared.queue import redacted
 from pacs_ingest.shared.redis_home import RedisHome, find_redis_url
 from pacs_ingest.shared.server_watch import ServerFailed, ServerWatch
-from pacs_ingest.workers.main import FILING_POLICY_ROWS, WorkerSettings, start_workers, work
+from pacs_ingest.workers.main import (
+    FILING_POLICY_ROWS,
+    PROCESSES,
+    WorkerSettings,
+    start_workers,
+    work,
+)
 from pacs_ingest.workers.main import ROWS as WORKER_ROWS
 from pacs_ingest.workers.reprocess import ROWS as REPROCESS_ROWS
 from pacs_ingest.workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
 
-UP_WORKERS = Option(
-    ("--workers",),
-    "worker processes",
-    "processes",
-    type=positive(dicom_int),
-    default=1,
-    metavar="n",
-    env="PACS_INGEST_WORKERS",
-)
+# `up` shares its cores with the receivers: one worker process unless told otherwise.
+UP_WORKERS = replace(PROCESSES, flags=("--workers",), default=1)
 _BIND = "-b [aet[@ip]:]port"
 
 

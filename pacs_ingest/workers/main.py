@@ -31,16 +31,17 @@ from pacs_ingest.workers import policy
 from pacs_ingest.workers.guard import GuardedJob, GuardedWorker
 from pacs_ingest.workers.lease import WorkerLease
 
+PROCESSES = Option(
+    ("--processes",),
+    "worker processes",
+    "processes",
+    type=positive(dicom_int),
+    default=2,
+    metavar="n",
+    env="PACS_INGEST_WORKERS",
+)
 ROWS = (
-    Option(
-        ("--processes",),
-        "worker processes",
-        "processes",
-        type=positive(dicom_int),
-        default=2,
-        metavar="n",
-        env="PACS_INGEST_WORKERS",
-    ),
+    PROCESSES,
     Option(("--burst",), "exit once the queue is empty", "processes", kind="flag"),
     Option(
         ("--spool-dir",),
