@@ -42,7 +42,12 @@ PROCESSES = Option(
 )
 ROWS = (
     PROCESSES,
-    Option(("--burst",), "exit once the queue is empty", "processes", kind="flag"),
+    Option(
+        ("--burst",),
+        "exit once the queue is empty; with the exit status of a worker process that failed",
+        "processes",
+        kind="flag",
+    ),
     Option(
         ("--spool-dir",),
         "without --redis-url: use the embedded server of the `pacs-ingest up` on this spool "
