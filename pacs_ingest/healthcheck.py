@@ -26,7 +26,7 @@ from rq import Worker
 
 from pacs_ingest.receiver.options import parse_bind
 from pacs_ingest.shared.exit_codes import ExitCode
-from pacs_ingest.shared.jobs import worker_lease_key
+from pacs_ingest.shared.keys import worker_lease_key
 from pacs_ingest.shared.queue import DEFAULT_QUEUE, connect, ingest_queue
 
 _TIMEOUT_S = 5.0
