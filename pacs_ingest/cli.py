@@ -1,10 +1,9 @@
 """`pacs-ingest up | receive | work | reprocess | status | render`: parse options, start the
 parts, map failures to exit codes.
 
-Exit codes: 0 after a requested stop (and for -h, -V), 1 when the pipeline failed at run time
-(the embedded server keeps dying), 2 for bad options or an unusable configuration (bad pattern,
-port in use, unreadable key store, a spool another `up` runs), with a one-line
-`pacs-ingest: <message>` on stderr (and a hint, for 2).
+Exit codes: shared.exit_codes (0 after a requested stop, 1 when the pipeline failed at run time,
+2 for bad options or an unusable configuration, with a one-line `pacs-ingest: <message>` on
+stderr and a hint).
 """
 
 import argparse
@@ -24,6 +23,7 @@ from pacs_ingest.receiver.options import SPOOL_DIR, ReceiverSettings
 from pacs_ingest.redis_home import RedisHome, find_redis_url
 from pacs_ingest.server_watch import ServerFailed, ServerWatch
 from pacs_ingest.shared import __version__, filing, log, modes
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.jobs import registered_spools
 from pacs_ingest.shared.options import (
     COMMON_ROWS,
@@ -34,7 +34,7 @@ from pacs_ingest.shared.options import (
     hint,
     parse_args,
 )
-from pacs_ingest.shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supervise
+from pacs_ingest.shared.processes import StopSignal, Supervised, stop_all, supervise
 from pacs_ingest.shared.queue import redacted
 from pacs_ingest.workers.main import (
     FILING_POLICY_ROWS,
@@ -48,8 +48,6 @@ from pacs_ingest.workers.reprocess import ROWS as REPROCESS_ROWS
 from pacs_ingest.workers.reprocess import ReprocessSettings, reprocess
 
 PROG = "pacs-ingest"
-EXIT_FAILED = 1
-_STOP_TIMEOUT_S = 13.5
 
 UP_WORKERS = replace(WORKERS, default=1)  # the receivers share the host
 _BIND = "-b [aet[@ip]:]port"
@@ -102,11 +100,11 @@ def _run_up(args: argparse.Namespace, stop: StopSignal, watch: ServerWatch | Non
             return supervise(parts, stop)
         except ServerFailed as exc:
             print(f"{PROG}: {exc}; stopping", file=sys.stderr)
-            return EXIT_FAILED
+            return ExitCode.FAILED
         finally:
             sweeps.stop()
     finally:
-        stop_all(groups, _STOP_TIMEOUT_S)
+        stop_all(groups)
 
 
 def _receive(args: argparse.Namespace) -> int:
@@ -229,27 +227,44 @@ TOP_LEVEL = {"-h": TOP_HELP, "--help": TOP_HELP, "-V": VERSION, "--version": VER
 def _fail(message: str, prog: str) -> int:
     print(f"{PROG}: {message}", file=sys.stderr)
     print(hint(prog), file=sys.stderr)
-    return EXIT_CONFIG
+    return ExitCode.CONFIG
 
 
 def _run(name: str, command: Command, argv: Sequence[str]) -> int:
     args = parse_args(command.rows, argv)
     if args.help:
         print(format_help(command.usage, command.description, command.rows), end="")
-        return 0
+        return ExitCode.OK
     if args.version:
         print(f"{PROG}: {__version__}")
-        return 0
+        return ExitCode.OK
     log.configure(args.log_level, role=name)
     return command.run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a reader gone away shows here rather than at exit
+    except BrokenPipeError:
+        return _stdout_gone()
+    return code
+
+
+def _stdout_gone() -> int:
+    """The reader of our stdout went away (`render ... | head`): end quietly, as Unix tools
+    do. stdout now goes to /dev/null, since Python's own flush at exit would fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return ExitCode.BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
     name = argv[0] if argv else ""
     if name in TOP_LEVEL:
         print(TOP_LEVEL[name], end="")
-        return 0
+        return ExitCode.OK
     command = COMMANDS.get(name)
     if command is None:
         return _fail(f"unknown command {name!r}" if name else "missing command", PROG)
@@ -259,4 +274,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), f"{PROG} {name}")
 
     except KeyboardInterrupt:
-        return 0
+        return ExitCode.OK

@@ -25,10 +25,10 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from pacs_ingest.receiver.options import parse_bind
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.keys import worker_lease_key
 from pacs_ingest.shared.queue import DEFAULT_QUEUE, connect, ingest_queue
 
-HEALTHY, UNHEALTHY, BAD_CONFIGURATION = 0, 1, 2
 _TIMEOUT_S = 5.0
 _WILDCARDS = ("", "0.0.0.0", "::")
 
@@ -76,20 +76,20 @@ def _check(role: str) -> str | None:
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 1 or argv[0] not in ("echo", "worker"):
         print("usage: python -m pacs_ingest.healthcheck echo|worker", file=sys.stderr)
-        return BAD_CONFIGURATION
+        return ExitCode.CONFIG
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
         problem = _check(argv[0])
     except KeyError as exc:
         print(f"healthcheck: environment variable {exc} is not set", file=sys.stderr)
-        return BAD_CONFIGURATION
+        return ExitCode.CONFIG
     except argparse.ArgumentTypeError as exc:
         print(f"healthcheck: PACS_INGEST_BIND: {exc}", file=sys.stderr)
-        return BAD_CONFIGURATION
+        return ExitCode.CONFIG
     if problem is not None:
         print(f"healthcheck: unhealthy: {problem}", file=sys.stderr)
-        return UNHEALTHY
-    return HEALTHY
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

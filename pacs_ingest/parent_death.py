@@ -11,6 +11,8 @@ import os
 import signal
 from collections.abc import Callable
 
+from pacs_ingest.shared.exit_codes import ExitCode
+
 _PR_SET_PDEATHSIG = 1
 # Resolved before any fork: the child only calls it, it looks nothing up.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -28,6 +30,6 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
         if _prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:
-            os._exit(1)
+            os._exit(ExitCode.FAILED)
 
     return in_child

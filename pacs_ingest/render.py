@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.options import LOG_LEVEL_ROW, ConfigError, OptionsError
 from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
 from pacs_ingest.shared.safe_path import UnsafePathError, relative_path
 from pacs_ingest.workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
-
-EXIT_SOME_FAILED = 1
-
 
 USAGE = "pacs-ingest render [options] PATTERN FILE..."
 DESCRIPTION = (
@@ -58,13 +56,15 @@ def run(pattern: Pattern, files: Sequence[Path]) -> int:
             file=sys.stderr,
         )
     rng = random.Random()
-    status = 0
+    status = ExitCode.OK
     for path in files:
         try:
-            print(render_file(pattern, path, now=datetime.now(), rng=rng))
+            archive_path = render_file(pattern, path, now=datetime.now(), rng=rng)
         except (OSError, HeaderError, NoSOPInstanceUID, RenderError, UnsafePathError) as exc:
             print(f"{path}: error: {exc}", file=sys.stderr)
-            status = EXIT_SOME_FAILED
+            status = ExitCode.FAILED
+            continue
+        print(archive_path)  # outside the try: a closed stdout is no error of this file's
     return status
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from pacs_ingest.health import Snapshot, take_snapshot
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.heartbeat import Beat
 from pacs_ingest.shared.options import (
     ConfigError,
@@ -27,18 +28,20 @@ from pacs_ingest.shared.options import (
 from pacs_ingest.shared.queue import connect, redacted
 from pacs_ingest.shared.spool import Spool
 
-EXIT_HEALTHY = 0
-EXIT_REDIS_UNREACHABLE = 3
-EXIT_NO_RECEIVER = 4
-EXIT_NO_WORKER = 5
-EXIT_BACKLOG_TOO_OLD = 6
-EXIT_LOW_SPACE = 7
-
+# The problems in the order they decide the exit status: the most fundamental first.
+_PROBLEM_CODES = (
+    ExitCode.REDIS_UNREACHABLE,
+    ExitCode.NO_RECEIVER,
+    ExitCode.NO_WORKER,
+    ExitCode.BACKLOG_TOO_OLD,
+    ExitCode.LOW_SPACE,
+)
 EXIT_CODES_HELP = (
-    "Exit status: 0 healthy; 2 bad options; 3 Redis unreachable; 4 no live receiver of this "
-    "spool; 5 no live worker on the queue; 6 the oldest object waiting in ready/ is older than "
-    "--max-unfiled-age; 7 the spool's or the archive's file system has less than --min-free "
-    "free. With several problems, the first in this order decides; --json lists them all."
+    "Exit status: 0 healthy; 2 bad options; "
+    + "; ".join(
+        f"{code.value} {code.meaning.removeprefix('`status`: ')}" for code in _PROBLEM_CODES
+    )
+    + ". With several problems, the first in this order decides; --json lists them all."
 )
 _ROLES = ("receivers", "workers", "none")
 
@@ -91,7 +94,7 @@ ROWS = (
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    exit_code: int
+    exit_code: ExitCode
     name: str
     message: str
 
@@ -101,22 +104,28 @@ def problems(snapshot: Snapshot, args: argparse.Namespace) -> list[Problem]:
     found = []
     if snapshot.redis_error is not None:
         found.append(
-            Problem(EXIT_REDIS_UNREACHABLE, "redis-unreachable", f"Redis: {snapshot.redis_error}")
+            Problem(
+                ExitCode.REDIS_UNREACHABLE, "redis-unreachable", f"Redis: {snapshot.redis_error}"
+            )
         )
     else:
         if "receivers" in args.expect and not snapshot.receivers:
             found.append(
-                Problem(EXIT_NO_RECEIVER, "no-receiver", f"no live receiver of {snapshot.spool}")
+                Problem(
+                    ExitCode.NO_RECEIVER, "no-receiver", f"no live receiver of {snapshot.spool}"
+                )
             )
         if "workers" in args.expect and not snapshot.workers:
             found.append(
-                Problem(EXIT_NO_WORKER, "no-worker", f"no live worker on queue {snapshot.queue}")
+                Problem(
+                    ExitCode.NO_WORKER, "no-worker", f"no live worker on queue {snapshot.queue}"
+                )
             )
     age = snapshot.oldest_unfiled_age
     if args.max_unfiled_age and age is not None and age > args.max_unfiled_age:
         found.append(
             Problem(
-                EXIT_BACKLOG_TOO_OLD,
+                ExitCode.BACKLOG_TOO_OLD,
                 "backlog-too-old",
                 f"the oldest unfiled object waited {age:.0f} s (over {args.max_unfiled_age} s)",
             )
@@ -128,7 +137,7 @@ def problems(snapshot: Snapshot, args: argparse.Namespace) -> list[Problem]:
         if args.min_free and free is not None and free < args.min_free:
             found.append(
                 Problem(
-                    EXIT_LOW_SPACE,
+                    ExitCode.LOW_SPACE,
                     "low-space",
                     f"the {what} has {_size(free)} free (under {_size(args.min_free)})",
                 )
@@ -165,7 +174,7 @@ def as_json(snapshot: Snapshot, found: list[Problem], redis_url: str) -> dict[st
         "spool": snapshot.spool,
         "taken_at": _iso(snapshot.taken_at),
         "healthy": not found,
-        "exit_code": found[0].exit_code if found else EXIT_HEALTHY,
+        "exit_code": found[0].exit_code if found else ExitCode.OK,
         "problems": [
             {"name": p.name, "exit_code": p.exit_code, "message": p.message} for p in found
         ],
@@ -257,7 +266,7 @@ def as_table(snapshot: Snapshot, found: list[Problem], redis_url: str) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Print the spool's state; the exit status of its first problem (EXIT_HEALTHY if none)."""
+    """Print the spool's state; the exit status of its first problem (ExitCode.OK if none)."""
     if not Path(args.spool_dir).is_dir():
         raise ConfigError(f"no spool at {args.spool_dir} (not a directory)")
     snapshot = take_snapshot(
@@ -268,4 +277,4 @@ def status(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(as_json(snapshot, found, args.redis_url)).decode() + "\n")
     else:
         sys.stdout.write(as_table(snapshot, found, args.redis_url))
-    return found[0].exit_code if found else EXIT_HEALTHY
+    return found[0].exit_code if found else ExitCode.OK

@@ -1,7 +1,9 @@
 """The whole flow with real peers: DCMTK and pynetdicom send, `pacs-ingest up` files."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.helpers import (
     corpus_file,
     pynetdicom_send,
     rounds,
+    started_processes,
     storescu_send,
     wait_until,
     waiting_objects,
@@ -198,3 +201,13 @@ def test_a_burst_worker_files_the_backlog_and_exits(pipeline: Pipeline) -> None:
     worker = pipeline.work("--burst")
     assert worker.process.wait(60) == 0
     assert len(archive_files(pipeline.archive)) == 20
+
+
+def test_a_burst_whose_worker_was_killed_exits_with_that_workers_status(pipeline: Pipeline) -> None:
+    """A worker killed while starting (its imports take a second) fails the burst: 128 + 9, as a
+    shell reports SIGKILL; the other worker still empties the queue."""
+    worker = pipeline.work("--burst", "--processes", "2")
+    wait_until(lambda: started_processes(worker.log()), 30, "the first worker process")
+    os.kill(started_processes(worker.log())[0][1], signal.SIGKILL)
+    assert worker.process.wait(60) == 128 + signal.SIGKILL
+    assert '"process.failed"' in worker.log()

@@ -2,6 +2,7 @@
 a layout on real files before any modality is pointed at the receiver, and a receiver refuses a
 bad `--filepath` before it starts."""
 
+import signal
 import subprocess
 import sys
 from datetime import datetime
@@ -116,3 +117,28 @@ def test_a_receiver_refuses_a_bad_filepath_at_start_up_with_the_column(tmp_path:
     assert result.returncode == 2
     assert "invalid --filepath at column 49: unknown type 'md6'" in result.stderr
     assert not (tmp_path / "spool").exists()
+
+
+def test_render_into_a_pipe_closed_early_stops_quietly_as_unix_tools_do(tmp_path: Path) -> None:
+    """`render ... | head -1`: far more output than the pipe holds, and the reader goes away
+    after one line."""
+    first = _write(tmp_path / "a.dcm")
+    render = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pacs_ingest",
+            "render",
+            "{00080018}/x",
+            *[first] * 5000,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert render.stdout is not None and render.stderr is not None
+    assert render.stdout.readline() == b"1.2.3.4.5/x\n"
+    render.stdout.close()
+    errors = render.stderr.read().decode()
+    assert render.wait(60) == 128 + signal.SIGPIPE
+    assert errors == ""

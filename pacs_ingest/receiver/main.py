@@ -9,14 +9,13 @@ from pacs_ingest.receiver.options import Bind, ReceiverSettings
 from pacs_ingest.receiver.server import serve
 from pacs_ingest.receiver.sweeps import SweepScheduler
 from pacs_ingest.shared import log
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.jobs import SweepJob
 from pacs_ingest.shared.modes import make_dirs
 from pacs_ingest.shared.options import ConfigError
-from pacs_ingest.shared.processes import EXIT_CONFIG, ProcessGroup, StopSignal, stop_all, supervise
+from pacs_ingest.shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from pacs_ingest.shared.queue import connect, ingest_queue
 from pacs_ingest.shared.spool import Spool
-
-_STOP_TIMEOUT_S = 13.0
 
 
 class BindError(ConfigError):
@@ -51,7 +50,7 @@ def _receiver_process(settings: ReceiverSettings, listen_socket: socket.socket) 
         serve(settings, listen_socket)
     except (OSError, ConfigError) as exc:
         log.error("receiver.failed", error=str(exc))
-        sys.exit(EXIT_CONFIG)
+        sys.exit(ExitCode.CONFIG)
 
 
 def start_receivers(settings: ReceiverSettings) -> tuple[ProcessGroup, SweepScheduler]:
@@ -81,4 +80,4 @@ def receive(settings: ReceiverSettings) -> int:
         return supervise([group], stop)
     finally:
         sweeps.stop()
-        stop_all([group], _STOP_TIMEOUT_S)
+        stop_all([group])

@@ -27,12 +27,15 @@ from pacs_ingest.shared import __version__, log
 from pacs_ingest.shared.heartbeat import Heartbeat
 from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.lane import lane_id, open_lane, push
+from pacs_ingest.shared.processes import CHILD_STOP_S
 from pacs_ingest.shared.queue import connect, ingest_queue
 from pacs_ingest.shared.spool import ReadyObject, Spool
 
 IMPLEMENTATION_CLASS_UID = "2.25.36703735256449800250220714501275083266"
 IMPLEMENTATION_VERSION_NAME = f"PACSINGEST_{__version__}"[:16]
-_SHUTDOWN_GRACE_S = 12.0
+# Associations get this long to end; the last second of the child's stop closes the group
+# commit and the heartbeat.
+_DRAIN_GRACE_S = CHILD_STOP_S - 1.0
 _DEFAULT_HANDSHAKE_TIMEOUT_S = 60.0  # without --request-timeout, as asyncio's own default
 _RETRY_UNQUEUED_EVERY_S = 2.0
 
@@ -188,12 +191,12 @@ class Receiver:
     async def _drain(self) -> int:
         """Release every association once its operations are answered; abort what is left
         halfway through the grace period; the number still open at its end."""
-        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        deadline = time.monotonic() + _DRAIN_GRACE_S
         for assoc in list(self.registry.live):
             assoc.request_release()
         aborted = False
         while self.registry.live and time.monotonic() < deadline:
-            if not aborted and time.monotonic() > deadline - _SHUTDOWN_GRACE_S / 2:
+            if not aborted and time.monotonic() > deadline - _DRAIN_GRACE_S / 2:
                 aborted = True
                 for assoc in list(self.registry.live):
                     assoc.abort("receiver shutting down")

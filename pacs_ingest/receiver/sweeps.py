@@ -6,40 +6,34 @@ repeatedly is what makes a restarted or flushed Redis, or a killed worker, cost 
 manual step.
 """
 
-import threading
-
 from redis.exceptions import RedisError
 from rq import Queue
 
 from pacs_ingest.shared import log
 from pacs_ingest.shared.jobs import SweepJob, enqueue_sweep, register_spool
+from pacs_ingest.shared.periodic import Periodic
 
 
 class SweepScheduler:
     def __init__(self, rq_queue: Queue, job: SweepJob, interval_s: float) -> None:
         self._rq_queue = rq_queue
         self._job = job
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sweeps", daemon=True)
+        self._requests = Periodic("sweeps", interval_s, self._request)
+        self._failing = False
 
     def start(self) -> None:
-        self._thread.start()
+        self._requests.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._requests.stop()
 
-    def _run(self) -> None:
-        failing = False
-        while True:
-            try:
-                register_spool(self._rq_queue.connection, self._job)
-                enqueue_sweep(self._rq_queue, self._job)
-                failing = False
-            except RedisError as exc:
-                if not failing:  # one warning while Redis is away
-                    log.warning("sweep.request_failed", spool=self._job.spool, error=str(exc))
-                failing = True
-            if self._stop.wait(self._interval_s):
-                return
+    def _request(self) -> None:
+        try:
+            register_spool(self._rq_queue.connection, self._job)
+            enqueue_sweep(self._rq_queue, self._job)
+        except RedisError as exc:
+            if not self._failing:  # one warning while Redis is away
+                log.warning("sweep.request_failed", spool=self._job.spool, error=str(exc))
+            self._failing = True
+            return
+        self._failing = False

@@ -9,7 +9,6 @@ the reader that finds them.
 
 import os
 import socket
-import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 
 from pacs_ingest.shared import log
 from pacs_ingest.shared.keys import HEARTBEATS_KEY, heartbeat_key
+from pacs_ingest.shared.periodic import Periodic
 
 HEARTBEAT_TTL_S = 15
 _BEAT_EVERY_S = 5
@@ -48,31 +48,22 @@ class Heartbeat:
         self._connection = connection
         self.beat = Beat(role, socket.gethostname(), os.getpid(), time.time(), spool, queue)
         self._value = orjson.dumps(asdict(self.beat))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._beating = Periodic("heartbeat", _BEAT_EVERY_S, self._send)
         self._failing = False
 
     def start(self) -> None:
-        self._thread.start()
+        self._beating.start()
 
     def stop(self) -> None:
         """Stop beating and remove the key, without holding up a shutdown: while Redis is
         unreachable (or a beat is stuck on it) the key is left to expire."""
-        self._stop.set()
-        self._thread.join(_STOP_WAIT_S)
-        if self._failing or self._thread.is_alive():
+        if not self._beating.stop(_STOP_WAIT_S) or self._failing:
             return
         try:
             with self._connection.pipeline() as pipe:
                 pipe.delete(self.beat.key).srem(HEARTBEATS_KEY, self.beat.key).execute()
         except RedisError:
             pass  # it expires on its own
-
-    def _run(self) -> None:
-        while True:
-            self._send()
-            if self._stop.wait(_BEAT_EVERY_S):
-                return
 
     def _send(self) -> None:
         try:

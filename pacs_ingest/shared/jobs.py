@@ -108,6 +108,27 @@ def registered_spools(connection: Redis) -> list[SweepJob]:
     return [SweepJob.decode(orjson.loads(raw)) for raw in connection.hvals(SPOOLS_KEY)]
 
 
+def enqueue_job(
+    queue: Queue,
+    function: str,
+    job: DrainJob | SweepJob,
+    description: str,
+    *,
+    job_id: str | None = None,
+) -> None:
+    """Enqueue `job` for `function` on the terms of every pacs-ingest job: JOB_TIMEOUT_S, no
+    result kept (the archive is the result), a failure kept FAILED_JOB_TTL_S for inspection."""
+    queue.enqueue_call(
+        function,
+        args=(job.encode(),),
+        timeout=JOB_TIMEOUT_S,
+        result_ttl=0,
+        failure_ttl=FAILED_JOB_TTL_S,
+        description=description,
+        job_id=job_id,
+    )
+
+
 def enqueue_sweep(queue: Queue, job: SweepJob) -> bool:
     """Enqueue a sweep of `job.spool` unless one is already waiting; True if enqueued.
 
@@ -116,12 +137,5 @@ def enqueue_sweep(queue: Queue, job: SweepJob) -> bool:
     """
     if not queue.connection.set(sweep_pending_key(job.spool), 1, nx=True, ex=SWEEP_PENDING_TTL_S):
         return False
-    queue.enqueue_call(
-        SWEEP_FUNCTION,
-        args=(job.encode(),),
-        timeout=JOB_TIMEOUT_S,
-        result_ttl=0,
-        failure_ttl=FAILED_JOB_TTL_S,
-        description=f"sweep {job.spool}",
-    )
+    enqueue_job(queue, SWEEP_FUNCTION, job, f"sweep {job.spool}")
     return True

@@ -23,10 +23,9 @@ from rq import Queue
 from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.jobs import (
     DRAIN_FUNCTION,
-    FAILED_JOB_TTL_S,
-    JOB_TIMEOUT_S,
     DrainJob,
     decode_filing,
+    enqueue_job,
 )
 from pacs_ingest.shared.keys import EPOCH_KEY, drain_pending_key, names_key
 from pacs_ingest.shared.spool import ReadyObject, Spool
@@ -79,15 +78,8 @@ def current_epoch(connection: Redis, *, now: float) -> float:
 
 
 def enqueue_drain(rq_queue: Queue, job: DrainJob, job_id: str) -> None:
-    rq_queue.enqueue_call(
-        DRAIN_FUNCTION,
-        job_id=job_id,
-        args=(job.encode(),),
-        timeout=JOB_TIMEOUT_S,
-        result_ttl=0,
-        failure_ttl=FAILED_JOB_TTL_S,
-        description=f"drain lane {job.lane} of {job.spool}",
-    )
+    description = f"drain lane {job.lane} of {job.spool}"
+    enqueue_job(rq_queue, DRAIN_FUNCTION, job, description, job_id=job_id)
 
 
 def ensure_drain(rq_queue: Queue, job: DrainJob) -> bool:

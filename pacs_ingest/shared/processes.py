@@ -19,9 +19,13 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from pacs_ingest.shared import log
+from pacs_ingest.shared.exit_codes import ExitCode
 
-# A child that exits with this code found its configuration unusable: restarting cannot help.
-EXIT_CONFIG = 2
+# SIGTERM to exit: the README's promise, inside the 20 s deploy's units wait before SIGKILL.
+SHUTDOWN_BUDGET_S = 15.0
+# How long a child may take to stop (a receiver drains its associations) before its parent
+# SIGKILLs it; the rest of the budget is the parent's own teardown.
+CHILD_STOP_S = SHUTDOWN_BUDGET_S - 2.0
 _RESTART_DELAY_S = 1.0
 
 
@@ -110,7 +114,7 @@ class ProcessGroup:
         return [p for p in self.processes if p is not None and p.is_alive()]
 
     def reap(self, now: float) -> int | None:
-        """Restart children dead for a second (if `restart`); EXIT_CONFIG if one said so.
+        """Restart children dead for a second (if `restart`); CONFIG if one ended with it.
 
         `now` is a time.monotonic() reading. The delay keeps a child that dies at once from
         spinning the machine.
@@ -125,14 +129,24 @@ class ProcessGroup:
                 continue
             code = process.exitcode
             log.warning("process.exited", process=process.name, pid=process.pid, exitcode=code)
-            if code == EXIT_CONFIG:
-                return EXIT_CONFIG
+            if code == ExitCode.CONFIG:
+                return ExitCode.CONFIG
             self.processes[index] = None
             self._dead_since[index] = now
         return None
 
     def all_exited(self) -> bool:
         return not self._live()
+
+    def exit_status(self) -> int:
+        """0 if every child that exited so far exited 0 (a group not restarting its children);
+        else the first failed child's exit status as a shell reports it: its exit code, or
+        128 + N for a child killed by signal N."""
+        for process in self.processes:
+            if process is not None and (code := process.exitcode):
+                log.warning("process.failed", process=process.name, pid=process.pid, exitcode=code)
+                return 128 - code if code < 0 else code
+        return ExitCode.OK
 
     def terminate(self) -> None:
         """SIGTERM each child once: a second SIGTERM means "now" to an rq worker."""
@@ -159,18 +173,19 @@ class Supervised(Protocol):
 
 def supervise(parts: list[Supervised], stop: StopSignal) -> int:
     """Keep `parts` (process groups, `up`'s embedded server) running until `stop` is set; 0, or
-    EXIT_CONFIG."""
+    ExitCode.CONFIG."""
     while not stop.wait(0.5):
         for part in parts:
-            if part.reap(time.monotonic()) == EXIT_CONFIG:
-                return EXIT_CONFIG
-    return 0
+            if part.reap(time.monotonic()) == ExitCode.CONFIG:
+                return ExitCode.CONFIG
+    return ExitCode.OK
 
 
-def stop_all(groups: list[ProcessGroup], timeout: float) -> None:
-    """Stop every group at once, sharing one deadline: SIGTERM, wait, SIGKILL what is left."""
+def stop_all(groups: list[ProcessGroup]) -> None:
+    """Stop every group at once, sharing one deadline: SIGTERM, wait CHILD_STOP_S, SIGKILL what
+    is left."""
     for group in groups:
         group.terminate()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + CHILD_STOP_S
     for group in groups:
         group.join(deadline)

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from pacs_ingest.shared.durable import copy_fsynced, fsync_dir, replace_fsynced
 from pacs_ingest.shared.modes import DEFAULT_MODES, Modes, make_dir, make_dirs, open_new
 
 READY_SUFFIX = ".dcm"
@@ -51,15 +52,6 @@ UNQUEUED_MARK = "unqueued"
 WRITING = "writing"
 # Another host's incoming/ folder untouched this long belongs to a dead receiver.
 _FOREIGN_INCOMING_TTL_S = 3600.0
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory `path` (creations, renames, removals) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +227,9 @@ class Spool:
         if (folder / LANE_RECORD).exists():
             return
         make_dirs(folder, self.modes)
+        # Several processes may open the lane at once: each writes its own scratch file.
         scratch = folder / f"{LANE_RECORD}.{os.getpid()}.tmp"
-        scratch.unlink(missing_ok=True)  # left by a crash of an earlier process of this pid
-        with open(open_new(scratch, self.modes), "wb") as f:
-            f.write(record)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(scratch, folder / LANE_RECORD)
+        replace_fsynced(folder / LANE_RECORD, record, scratch, self.modes)
         fsync_dir(folder)
         fsync_dir(self.ready)
 
@@ -396,13 +384,8 @@ class Spool:
         """
         make_dir(self.failed, self.modes)
         reason_path = self.failed_path(ref).with_suffix(".json")
-        scratch = reason_path.with_suffix(".json.tmp")
-        scratch.unlink(missing_ok=True)  # left by a crash in an earlier attempt
-        with open(open_new(scratch, self.modes), "wb") as f:
-            f.write(orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(scratch, reason_path)
+        data = orjson.dumps(reason, option=orjson.OPT_INDENT_2, default=str)
+        replace_fsynced(reason_path, data, reason_path.with_suffix(".json.tmp"), self.modes)
         target = self.failed_path(ref)
         os.rename(self.ready_path(ref), target)
         fsync_dir(self.failed)
@@ -470,10 +453,7 @@ class Spool:
                     raise
         part = self.part_path(name)
         try:
-            with open(source, "rb") as src, open(open_new(part, self.modes), "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
+            copy_fsynced(source, part, self.modes)
             ref = self._enter(lane, name, now=now, source=part)
         finally:
             part.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ tags the dictionary calls SQ, and for unknown tags whose value starts with an it
 
 import struct
 from dataclasses import dataclass
-from typing import NoReturn
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
@@ -127,9 +126,7 @@ class Scanner:
             self._ended(frame, head)
             return
         tag, vr, length = self._element_header(frame, head)
-        self._count += 1
-        if self._count > MAX_ELEMENTS:
-            self._too_many()
+        self._count_element()
         if frame.limit is not None and window.pos > frame.limit:
             raise HeaderError(f"the header of {tag_text(tag)}{self._in(frame)} runs past its end")
         if frame.tag == _TOP:
@@ -233,14 +230,7 @@ class Scanner:
     def _skip_fragments(self, frame: _Frame, tag: int) -> None:
         """Skip an undefined-length value that is no sequence: items, then a delimiter."""
         while True:
-            head = self._window.take(8)
-            if len(head) < 8:
-                raise HeaderError(f"the data set ends inside element {tag_text(tag)}")
-            self._count += 1
-            if self._count > MAX_ELEMENTS:
-                self._too_many()
-            group, element, length = self._implicit_header.unpack(head)
-            fragment = group << 16 | element
+            fragment, length = self._item_header(f"element {tag_text(tag)}")
             if fragment == SEQUENCE_DELIMITATION:
                 return
             if fragment != ITEM or length == UNDEFINED_LENGTH:
@@ -290,14 +280,7 @@ class Scanner:
             self._end_sequence()
             return
         start = window.pos
-        head = window.take(8)
-        if len(head) < 8:
-            raise HeaderError(f"the data set ends inside sequence {tag_text(frame.tag)}")
-        self._count += 1
-        if self._count > MAX_ELEMENTS:
-            self._too_many()
-        group, element, length = self._implicit_header.unpack(head)
-        tag = group << 16 | element
+        tag, length = self._item_header(f"sequence {tag_text(frame.tag)}")
         if tag == SEQUENCE_DELIMITATION:
             self._delimited_sequence(frame)
         elif tag != ITEM:
@@ -370,10 +353,24 @@ class Scanner:
         if skipped < length:
             raise HeaderError(self._declares(frame, tag, length, skipped))
 
-    def _too_many(self) -> NoReturn:
-        raise HeaderError(
-            f"more than {MAX_ELEMENTS} elements and items before {tag_text(self._stop)}"
-        )
+    def _item_header(self, inside: str) -> tuple[int, int]:
+        """Tag and length of the item or delimitation header next in the window (implicit VR
+        whatever the transfer syntax, PS3.5 7.5); HeaderError if the data set ends `inside`."""
+        head = self._window.take(8)
+        if len(head) < 8:
+            raise HeaderError(f"the data set ends inside {inside}")
+        self._count_element()
+        group, element, length = self._implicit_header.unpack(head)
+        return group << 16 | element, length
+
+    def _count_element(self) -> None:
+        """Count one more element or item header; HeaderError past MAX_ELEMENTS (a bound on
+        the work a hostile header can cause)."""
+        self._count += 1
+        if self._count > MAX_ELEMENTS:
+            raise HeaderError(
+                f"more than {MAX_ELEMENTS} elements and items before {tag_text(self._stop)}"
+            )
 
     def _declares(self, frame: _Frame, tag: int, length: int, room: int) -> str:
         return f"element {tag_text(tag)}{self._in(frame)} declares {length} bytes, {room} remain"

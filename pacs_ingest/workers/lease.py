@@ -8,12 +8,12 @@ is back.
 """
 
 import contextlib
-import threading
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from pacs_ingest.shared.keys import worker_lease_key
+from pacs_ingest.shared.periodic import Periodic
 from pacs_ingest.workers.redis_link import RedisLink
 
 LEASE_TTL_S = 15
@@ -25,16 +25,15 @@ class WorkerLease:
         self._connection = connection
         self._link = link
         self._key = worker_lease_key(worker_name)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+        # The first renewal runs in start(): the lease exists before the worker claims anything.
+        self._renewals = Periodic("lease", _RENEW_EVERY_S, self._renew, wait_first=True)
 
     def start(self) -> None:
         self._renew()
-        self._thread.start()
+        self._renewals.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._renewals.stop()
         with contextlib.suppress(RedisError):  # else it expires on its own
             self._connection.delete(self._key)
 
@@ -45,7 +44,3 @@ class WorkerLease:
             self._link.lost(str(exc))
         else:
             self._link.regained()
-
-    def _run(self) -> None:
-        while not self._stop.wait(_RENEW_EVERY_S):
-            self._renew()

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pacs_ingest.shared import log, modes
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.heartbeat import Heartbeat
 from pacs_ingest.shared.jobs import OrjsonSerializer, enqueue_sweep, registered_spools
 from pacs_ingest.shared.modes import Modes
@@ -38,8 +39,6 @@ from pacs_ingest.workers.guard import GuardedJob, GuardedWorker
 from pacs_ingest.workers.lease import WorkerLease
 from pacs_ingest.workers.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
 
-_STOP_TIMEOUT_S = 13.0
-
 # `work` spelled it --processes before `up` and `work` shared one row: both spellings stay.
 WORKERS = Option(
     ("--workers", "--processes"),
@@ -51,7 +50,12 @@ WORKERS = Option(
 )
 ROWS = (
     WORKERS,
-    Option(("--burst",), "exit once the queue is empty", "processes", kind="flag"),
+    Option(
+        ("--burst",),
+        "exit once the queue is empty; with the exit status of a worker process that failed",
+        "processes",
+        kind="flag",
+    ),
     Option(
         ("--spool-dir",),
         "without --redis-url: use the embedded server of the `pacs-ingest up` on this spool "
@@ -207,6 +211,8 @@ def start_workers(settings: WorkerSettings) -> ProcessGroup:
 
 
 def work(settings: WorkerSettings) -> int:
+    """Run the workers until stopped; with --burst until each has found the queue empty, then
+    the exit status of one that failed (killed, or crashed), if one did."""
     stop = StopSignal().install()
     group = start_workers(settings)
     try:
@@ -214,6 +220,6 @@ def work(settings: WorkerSettings) -> int:
             return supervise([group], stop)
         while not group.all_exited() and not stop.wait(0.2):
             continue
-        return 0
+        return ExitCode.OK if stop.is_set() else group.exit_status()
     finally:
-        stop_all([group], _STOP_TIMEOUT_S)
+        stop_all([group])

@@ -14,16 +14,15 @@ series share their folder, so a batch costs a few fsyncs instead of one per obje
 import errno
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pacs_ingest.shared.durable import copy_fsynced, fsync_dir
 from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.metrics import RENAME_RETRIES
-from pacs_ingest.shared.modes import DEFAULT_MODES, Modes, make_dir, open_new
-from pacs_ingest.shared.spool import fsync_dir
+from pacs_ingest.shared.modes import DEFAULT_MODES, Modes, make_dir
 from pacs_ingest.workers import duplicates
 
 # Errors that say "the storage is unwell right now", not "this object cannot go there": the
@@ -102,15 +101,7 @@ def _scratch_copy(source: Path, directory: Path) -> Path:
     """A fsynced copy of `source` in `directory` (on the target's file system), with the mode
     the object was spooled with, as a rename would keep it."""
     scratch = directory / f".{source.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp"
-    spooled = Modes(file_mode=os.stat(source).st_mode & 0o777)
-    try:
-        with open(source, "rb") as src, open(open_new(scratch, spooled), "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
+    copy_fsynced(source, scratch, Modes(file_mode=os.stat(source).st_mode & 0o777))
     return scratch
 
 

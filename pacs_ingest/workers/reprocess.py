@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from watchfiles import watch
 
 from pacs_ingest.shared import log, part10
+from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.jobs import DrainJob, SweepJob, enqueue_sweep, register_spool
 from pacs_ingest.shared.lane import open_lane
@@ -44,8 +45,6 @@ from pacs_ingest.workers.progress import Counts, ProgressReport
 from pacs_ingest.workers.resort import resort_one
 from pacs_ingest.workers.tree import walk_files
 
-EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
-EXIT_FAILED = 1
 _SETTLE_S = 2.0
 _IGNORED_SUFFIXES = (".part", ".tmp")
 
@@ -242,7 +241,7 @@ def reprocess(settings: ReprocessSettings) -> int:
             f"pacs-ingest: Redis failed ({exc}); what is in the spool is queued by recovery",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(f"reprocess: {counts.line()}" + (" (interrupted)" if interrupted else ""), flush=True)
     log.event("reprocess.done", spool=str(spool), interrupted=interrupted, **asdict(counts))
-    return EXIT_INTERRUPTED if interrupted else 0
+    return ExitCode.INTERRUPTED if interrupted else ExitCode.OK

@@ -1,0 +1,49 @@
+"""What makes a file system change survive a crash: fsync a folder's entries, a fsynced copy,
+a file replaced whole.
+
+The spool (importing into ready/) and the workers (filing across file systems) both copy an
+object and must not rename the copy into place before its bytes are on disk.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from pacs_ingest.shared.modes import Modes, open_new
+
+_COPY_CHUNK = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory `path` (creations, renames, removals) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_fsynced(target: Path, data: bytes, scratch: Path, modes: Modes) -> None:
+    """Write `data` to `scratch`, fsync it and rename it over `target`: readers see the old
+    file or the new one, never a part. A `scratch` left by a crash is overwritten, so it must
+    be this writer's own name. The folder's entry is the caller's to fsync."""
+    scratch.unlink(missing_ok=True)
+    with open(open_new(scratch, modes), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(scratch, target)
+
+
+def copy_fsynced(source: Path, target: Path, modes: Modes) -> None:
+    """Copy `source` to the new file `target` (it must not exist, it gets `modes.file_mode`) and
+    fsync it; a failed copy leaves no `target` behind. The folder's entry is the caller's to
+    fsync, usually after renaming `target` into place."""
+    try:
+        with open(source, "rb") as src, open(open_new(target, modes), "wb") as dst:
+            shutil.copyfileobj(src, dst, _COPY_CHUNK)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
