@@ -118,6 +118,7 @@ class Scanner:
         return not (0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B)
 
     def _next_element(self, frame: _Frame) -> None:
+        self._skip_run(frame)
         window = self._window
         if frame.end is not None and window.pos >= frame.end:
             self._end_item(frame)
@@ -146,6 +147,60 @@ class Scanner:
             self._undefined(frame, tag, vr)
         else:
             self._defined(frame, tag, vr, length)
+
+    def _skip_run(self, frame: _Frame) -> None:
+        """Skip the elements ahead that nothing needs, as long as each lies wholly in the
+        buffer and is plain (a known VR, a defined length, no item or delimiter, not past the
+        stop): the bulk of a header, walked in place with the checks _next_element makes of
+        such an element, at a fraction of its cost. The first element that is not plain is
+        left to _next_element."""
+        data, index = self._window.buffered()
+        base = self._window.pos - index  # position of data[0]
+        # No plain element may end past this: the buffer, the frame (an item's own end is its
+        # limit) and a pinned first item.
+        end = len(data) if frame.limit is None else min(len(data), frame.limit - base)
+        if self._capture_limit is not None:
+            end = min(end, self._capture_limit - base)
+        last_tag = self._stop if frame.tag == _TOP else ITEM - 1
+        walk = self._walk_implicit if frame.implicit else self._walk_explicit
+        self._window.advance(walk(data, index, end, last_tag, frame.needs or {}))
+
+    def _walk_implicit(self, data: bytes, index: int, end: int, last_tag: int, needs: Needs) -> int:
+        header, count, most = self._implicit_header.unpack_from, self._count, MAX_ELEMENTS
+        while index + 8 <= end:
+            group, element, length = header(data, index)
+            tag = group << 16 | element
+            after = index + 8 + length
+            if tag > last_tag or tag in needs or length == UNDEFINED_LENGTH or after > end:
+                break
+            count += 1
+            if count > most:
+                self._too_many()
+            index = after
+        self._count = count
+        return index
+
+    def _walk_explicit(self, data: bytes, index: int, end: int, last_tag: int, needs: Needs) -> int:
+        header, long_length = self._explicit_header.unpack_from, self._long_length.unpack_from
+        count, most = self._count, MAX_ELEMENTS
+        while index + 12 <= end:
+            group, element, vr, length = header(data, index)
+            tag = group << 16 | element
+            if tag > last_tag or tag in needs or vr not in _VR_NAMES:
+                break
+            after = index + 8
+            if vr in _LONG_VRS:
+                (length,) = long_length(data, after)
+                after += 4
+            after += length
+            if length == UNDEFINED_LENGTH or after > end:
+                break
+            count += 1
+            if count > most:
+                self._too_many()
+            index = after
+        self._count = count
+        return index
 
     def _ended(self, frame: _Frame, head: bytes) -> None:
         """The bytes ran out where an element header belongs: the end, or a truncation."""
