@@ -16,11 +16,20 @@ _LOGGER = logging.getLogger("pacs_ingest")
 _ROLE = ""
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def timestamp(created: float) -> str:
-    """`created` (epoch seconds) as 2026-12-01T14:24:16.123Z."""
+    """`created` (epoch seconds) as 2026-12-01T14:24:16.123Z; a worker logs an event per
+    object, many in one second, so each second is formatted once."""
+    global _second  # noqa: PLW0603 - a cache; a tuple, replaced whole, so threads may share it
     whole = int(created)
     millis = int((created - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    second, text = _second
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{millis:03d}Z"
 
 
 class _JsonLineFormatter(logging.Formatter):
