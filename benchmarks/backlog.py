@@ -33,10 +33,11 @@ from pathlib import Path
 
 from redis import Redis
 
+from pacs_ingest.embedded_redis import RedisServer, server_binary
 from pacs_ingest.shared import part10
-from pacs_ingest.shared.embedded_redis import RedisServer, server_binary
 from pacs_ingest.shared.jobs import Filing
-from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.keys import names_key
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import BUCKET_S, READY_SUFFIX, Spool
 from pacs_ingest.workers.recovery import sweep

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pacs_ingest.shared.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.embedded_redis import RedisServer, free_port, server_binary
 from tests.fuzz import live_campaign
 from tests.helpers import Command, wait_for_port, wait_until
 

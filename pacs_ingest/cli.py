@@ -16,13 +16,15 @@ from dataclasses import dataclass, replace
 from redis import Redis
 
 from pacs_ingest import render, status
+from pacs_ingest.embedded_redis import EmbeddedRedisError
+from pacs_ingest.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from pacs_ingest.receiver.main import receive, start_receivers
 from pacs_ingest.receiver.options import FILING_ROWS, ReceiverSettings, filing_from_args
 from pacs_ingest.receiver.options import ROWS as RECEIVER_ROWS
+from pacs_ingest.redis_home import RedisHome, find_redis_url
+from pacs_ingest.server_watch import ServerFailed, ServerWatch
 from pacs_ingest.shared import __version__, log
-from pacs_ingest.shared.embedded_redis import EmbeddedRedisError
 from pacs_ingest.shared.jobs import registered_spools
-from pacs_ingest.shared.metrics_endpoint import METRICS_PORT_ROW, serving_metrics
 from pacs_ingest.shared.modes import modes_from_args
 from pacs_ingest.shared.options import (
     COMMON_ROWS,
@@ -37,8 +39,6 @@ from pacs_ingest.shared.options import (
 )
 from pacs_ingest.shared.processes import EXIT_CONFIG, StopSignal, Supervised, stop_all, supervise
 from pacs_ingest.shared.queue import redacted
-from pacs_ingest.shared.redis_home import RedisHome, find_redis_url
-from pacs_ingest.shared.server_watch import ServerFailed, ServerWatch
 from pacs_ingest.workers.main import FILING_POLICY_ROWS, WorkerSettings, start_workers, work
 from pacs_ingest.workers.main import ROWS as WORKER_ROWS
 from pacs_ingest.workers.reprocess import ROWS as REPROCESS_ROWS

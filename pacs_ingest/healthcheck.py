@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from pacs_ingest.receiver.options import parse_bind
-from pacs_ingest.shared.jobs import worker_lease_key
+from pacs_ingest.shared.keys import worker_lease_key
 from pacs_ingest.shared.queue import DEFAULT_QUEUE, connect, ingest_queue
 
 HEALTHY, UNHEALTHY, BAD_CONFIGURATION = 0, 1, 2

@@ -1,8 +1,8 @@
 """`pacs-ingest status`: is the pipeline of one spool keeping up? A table, or one JSON object.
 
-It reads shared.health's snapshot (counters and heartbeats in Redis, statvfs, the short incoming/
-listing), so it answers in milliseconds whatever the backlog, and its exit status says what is
-wrong first, for health checks and monitoring scripts.
+It reads pacs_ingest.health's snapshot (counters and heartbeats in Redis, statvfs, the short
+incoming/ listing), so it answers in milliseconds whatever the backlog, and its exit status says
+what is wrong first, for health checks and monitoring scripts.
 """
 
 import argparse
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from pacs_ingest.shared.health import Snapshot, take_snapshot
+from pacs_ingest.health import Snapshot, take_snapshot
 from pacs_ingest.shared.heartbeat import Beat
 from pacs_ingest.shared.options import (
     ConfigError,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from pacs_ingest.shared.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.embedded_redis import RedisServer, free_port, server_binary
 from tests.helpers import Command, wait_for_port
 from tests.receivers import Receivers
 

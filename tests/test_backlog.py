@@ -16,7 +16,8 @@ from redis import Redis
 from benchmarks.backlog import build_backlog
 from benchmarks.corpus import make_corpus
 from pacs_ingest.shared.jobs import Filing
-from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.keys import names_key
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.workers.recovery import sweep

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.corpus import make_corpus
+from pacs_ingest.embedded_redis import RedisServer, server_binary
 from pacs_ingest.shared import part10
-from pacs_ingest.shared.embedded_redis import RedisServer, server_binary
 from tests.conftest import Pipeline
 from tests.helpers import (
     Sender,

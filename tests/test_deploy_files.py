@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.embedded_redis import free_port
+from pacs_ingest.embedded_redis import free_port
 from tests.helpers import (
     ROOT,
     archive_files,

@@ -19,9 +19,9 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from rq import Worker
 
 from benchmarks.corpus import make_corpus
+from pacs_ingest.embedded_redis import RedisServer, valkey_binary
+from pacs_ingest.redis_home import RedisHome, find_redis_url
 from pacs_ingest.shared import part10
-from pacs_ingest.shared.embedded_redis import RedisServer, valkey_binary
-from pacs_ingest.shared.redis_home import RedisHome, find_redis_url
 from tests.conftest import Pipeline
 from tests.helpers import (
     ROOT,

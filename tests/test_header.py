@@ -18,8 +18,7 @@ import pydicom
 import pytest
 from pydicom import dcmread
 
-from pacs_ingest.shared.pattern import Pattern, RenderError
-from pacs_ingest.shared.pattern_values import BULK_VRS, resolved_vr
+from pacs_ingest.shared.pattern import BULK_VRS, Pattern, RenderError, resolved_vr
 from pacs_ingest.workers import element_scan
 from pacs_ingest.workers.element_scan import BULK_READ_LIMIT, MAX_DEPTH, MAX_VALUE_BYTES
 from pacs_ingest.workers.header import (

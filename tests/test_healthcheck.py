@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from pacs_ingest.shared.embedded_redis import free_port
+from pacs_ingest.embedded_redis import free_port
 from tests.conftest import Pipeline
 from tests.helpers import ROOT, wait_until
 

@@ -15,7 +15,8 @@ from rq.registry import FailedJobRegistry
 from benchmarks.corpus import make_corpus
 from pacs_ingest.cli import COMMANDS
 from pacs_ingest.shared.jobs import DRAIN_FUNCTION, SWEEP_FUNCTION, Filing, OrjsonSerializer
-from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.keys import names_key
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.options import parse_args
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.workers.main import WorkerSettings

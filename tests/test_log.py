@@ -14,7 +14,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.embedded_redis import free_port
+from pacs_ingest.embedded_redis import free_port
 from tests.conftest import Pipeline
 from tests.helpers import (
     ROOT,

@@ -5,9 +5,8 @@ import argparse
 import pytest
 
 from pacs_ingest.cli import COMMANDS, main
-from pacs_ingest.receiver import sop_classes
+from pacs_ingest.receiver import properties, sop_classes
 from pacs_ingest.receiver.options import Bind, ReceiverSettings, parse_bind
-from pacs_ingest.shared import properties
 from pacs_ingest.shared.options import ConfigError, OptionsError, dicom_int, parse_args
 
 ROWS = COMMANDS["receive"].rows

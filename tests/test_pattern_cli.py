@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydicom.data import get_charset_files
 
-from pacs_ingest.shared.hashes import java_hash
+from pacs_ingest.shared.pattern.hashes import java_hash
 from tests.helpers import ROOT
 from tests.pattern_support import dataset, part10
 

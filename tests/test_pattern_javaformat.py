@@ -5,10 +5,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pacs_ingest.shared.javadate import Period, SimpleDateFormat, parse_duration_seconds
-from pacs_ingest.shared.javamessage import ChoiceFormat, MessageFormat
-from pacs_ingest.shared.javanumber import DecimalFormat
-from pacs_ingest.shared.javatext import FormatArgumentError, FormatSyntaxError, parse_double
+from pacs_ingest.shared.pattern.java.date import Period, SimpleDateFormat, parse_duration_seconds
+from pacs_ingest.shared.pattern.java.message import ChoiceFormat, MessageFormat
+from pacs_ingest.shared.pattern.java.number import DecimalFormat
+from pacs_ingest.shared.pattern.java.text import (
+    FormatArgumentError,
+    FormatSyntaxError,
+    parse_double,
+)
 
 OCT_12 = datetime(2011, 10, 12, 9, 30, 5, 7000)
 

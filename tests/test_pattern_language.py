@@ -10,9 +10,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from pacs_ingest.shared.hashes import java_hash
 from pacs_ingest.shared.jobs import Filing
 from pacs_ingest.shared.pattern import Pattern, RenderError
+from pacs_ingest.shared.pattern.hashes import java_hash
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.workers.ingest import file_object
 from tests.pattern_support import NOW, dataset, part10, read_back, render

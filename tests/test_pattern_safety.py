@@ -23,8 +23,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from pacs_ingest.shared.hashes import java_hash
 from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
+from pacs_ingest.shared.pattern.hashes import java_hash
 from pacs_ingest.shared.safe_path import (
     NAME_MAX,
     PATH_MAX,

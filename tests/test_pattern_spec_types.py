@@ -10,8 +10,8 @@ import random
 import pytest
 from pydicom.dataset import Dataset
 
-from pacs_ingest.shared.hashes import dcm4che_md5, java_hash
 from pacs_ingest.shared.pattern import Pattern, PatternError, RenderError
+from pacs_ingest.shared.pattern.hashes import dcm4che_md5, java_hash
 from tests.pattern_support import NOW, dataset, read_back, render
 
 STUDY = dataset(StudyDate="20111012", StudyTime="0930")

@@ -16,10 +16,11 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from benchmarks.corpus import make_corpus
 from pacs_ingest.shared.jobs import DrainJob, Filing
-from pacs_ingest.shared.lane import ensure_drain, names_key, open_lane
+from pacs_ingest.shared.keys import attempts_key, names_key
+from pacs_ingest.shared.lane import ensure_drain, open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool, bucket_at
-from pacs_ingest.workers.attempts import Attempts, attempts_key
+from pacs_ingest.workers.attempts import Attempts
 from pacs_ingest.workers.ingest import file_counted
 from pacs_ingest.workers.place import Settlement
 from pacs_ingest.workers.recovery import sweep

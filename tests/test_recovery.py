@@ -13,7 +13,8 @@ from redis import Redis
 
 from benchmarks.backlog import build_backlog, queued_refs
 from pacs_ingest.shared.jobs import Filing
-from pacs_ingest.shared.lane import claimers_key, claims_key, names_key, open_lane
+from pacs_ingest.shared.keys import claimers_key, claims_key, names_key
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool, bucket_at
 from pacs_ingest.workers.claims import Claims

@@ -3,7 +3,7 @@
 import pytest
 
 from pacs_ingest.shared.queue import redacted
-from pacs_ingest.shared.redis_link import retry_delay
+from pacs_ingest.workers.redis_link import retry_delay
 
 
 def test_the_retry_pause_doubles_from_half_a_second_up_to_five() -> None:

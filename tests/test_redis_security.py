@@ -13,7 +13,7 @@ from redis import Redis
 from redis.exceptions import AuthenticationError, RedisError
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.embedded_redis import free_port
+from pacs_ingest.embedded_redis import free_port
 from tests.certificates import PASSWORD as KEY_PASSWORD
 from tests.certificates import make_pki
 from tests.conftest import Pipeline

@@ -18,7 +18,7 @@ from redis import Redis
 
 from benchmarks.backlog import synthetic_object
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.lane import names_key
+from pacs_ingest.shared.keys import names_key
 from tests.conftest import Pipeline
 from tests.helpers import (
     ROOT,

@@ -16,10 +16,11 @@ from pydicom.dataset import Dataset
 from redis import Redis
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.embedded_redis import RedisServer, free_port, server_binary
-from pacs_ingest.shared.heartbeat import HEARTBEAT_TTL_S, HEARTBEATS_KEY
+from pacs_ingest.embedded_redis import RedisServer, free_port, server_binary
+from pacs_ingest.shared.heartbeat import HEARTBEAT_TTL_S
 from pacs_ingest.shared.jobs import Filing
-from pacs_ingest.shared.lane import names_key, open_lane
+from pacs_ingest.shared.keys import HEARTBEATS_KEY, names_key
+from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import BUCKET_S, ReadyObject, Spool, bucket_at
 from pacs_ingest.shared.spool_counts import (

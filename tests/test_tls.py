@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from pacs_ingest.shared.embedded_redis import free_port
+from pacs_ingest.embedded_redis import free_port
 from tests.certificates import PASSWORD, Pki, make_pki
 from tests.receivers import Receiver, Receivers, dcmtk, run_pacs_ingest
 

@@ -26,6 +26,7 @@ from pacs_ingest.receiver.service import ServiceUser, Storage
 from pacs_ingest.receiver.states import TRANSITIONS, Action, Event, State, transition
 from pacs_ingest.receiver.store import Origin
 from pacs_ingest.shared import log
+from pacs_ingest.shared.javalang import trim
 from pacs_ingest.shared.metrics import (
     ASSOCIATIONS_ABORTED,
     ASSOCIATIONS_ACCEPTED,
@@ -322,8 +323,8 @@ class Association(asyncio.Protocol):
                 source=answer.source,
                 reason=answer.reason,
                 why=answer.why,
-                calling_ae=negotiation.trim(rq.request.calling_ae_title),
-                called_ae=negotiation.trim(rq.request.called_ae_title),
+                calling_ae=trim(rq.request.calling_ae_title),
+                called_ae=trim(rq.request.called_ae_title),
                 peer=self.peer,
             )
             ASSOCIATIONS_REJECTED.labels(
@@ -431,10 +432,10 @@ class Association(asyncio.Protocol):
         self._contexts = {cx.context_id: cx.transfer_syntax for cx in answer.accepted}
         limit = negotiation.min_zero_as_max(rq.maximum_length, self.rules.max_pdulen_snd)
         self._max_fragment = max(limit - pdu.PDV_HEADER_LENGTH, 1) if limit else 0
-        calling = negotiation.trim(rq.request.calling_ae_title)
+        calling = trim(rq.request.calling_ae_title)
         self._titles = {
             "calling_ae": calling,
-            "called_ae": negotiation.trim(rq.request.called_ae_title),
+            "called_ae": trim(rq.request.called_ae_title),
         }
         self.service = ServiceUser(
             self,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pacs_ingest.receiver.sop_classes import WILDCARD, Capabilities, TransferSyntaxes
+from pacs_ingest.shared.javalang import trim
 
 DICOM_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 
@@ -120,16 +121,6 @@ class Acceptance:
     @property
     def accepted(self) -> tuple[ContextResult, ...]:
         return tuple(cx for cx in self.contexts if cx.result == ACCEPTANCE)
-
-
-def trim(text: str) -> str:
-    """Java's String.trim(): drop leading and trailing characters up to U+0020."""
-    start, end = 0, len(text)
-    while start < end and ord(text[start]) <= 0x20:
-        start += 1
-    while end > start and ord(text[end - 1]) <= 0x20:
-        end -= 1
-    return text[start:end]
 
 
 def min_zero_as_max(a: int, b: int) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydicom._uid_dict import UID_dictionary
 
-from pacs_ingest.shared import properties
+from pacs_ingest.receiver import properties
 from pacs_ingest.shared.options import ConfigError
 
 DEFAULT_LOCATION = "resource:sop-classes.properties"

@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives.serialization import (
     pkcs12,
 )
 
+from pacs_ingest.receiver import properties
 from pacs_ingest.receiver.tls_options import TlsSettings
-from pacs_ingest.shared import log, properties
+from pacs_ingest.shared import log
 from pacs_ingest.shared.options import ConfigError
 
 PKCS12 = "PKCS12"

@@ -18,8 +18,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from pacs_ingest.shared import log
+from pacs_ingest.shared.keys import HEARTBEATS_KEY, heartbeat_key
 
-HEARTBEATS_KEY = "pacs-ingest:heartbeats"
 HEARTBEAT_TTL_S = 15
 _BEAT_EVERY_S = 5
 _STOP_WAIT_S = 1.0
@@ -38,7 +38,7 @@ class Beat:
 
     @property
     def key(self) -> str:
-        return f"pacs-ingest:heartbeat:{self.role}:{self.host}:{self.pid}"
+        return heartbeat_key(self.role, self.host, self.pid)
 
 
 class Heartbeat:

@@ -13,6 +13,8 @@ import orjson
 from redis import Redis
 from rq import Queue
 
+from pacs_ingest.shared.keys import SPOOLS_KEY, sweep_pending_key
+
 # The workers' entry points, named rather than imported: receivers never import workers.
 DRAIN_FUNCTION = "pacs_ingest.workers.drain.drain_job"
 SWEEP_FUNCTION = "pacs_ingest.workers.recovery.sweep_job"
@@ -113,9 +115,6 @@ def decode_filing(payload: Any) -> Filing:
     )
 
 
-SPOOLS_KEY = "pacs-ingest:spools"
-
-
 def register_spool(connection: Redis, job: SweepJob) -> None:
     """Record `job.spool`, so a worker starting up can sweep it unasked."""
     connection.hset(SPOOLS_KEY, job.spool, orjson.dumps(job.encode()))
@@ -123,16 +122,6 @@ def register_spool(connection: Redis, job: SweepJob) -> None:
 
 def registered_spools(connection: Redis) -> list[SweepJob]:
     return [SweepJob.decode(orjson.loads(raw)) for raw in connection.hvals(SPOOLS_KEY)]
-
-
-def worker_lease_key(worker_name: str) -> str:
-    """Exists while the rq worker process `worker_name` is alive (see workers.lease)."""
-    return f"pacs-ingest:worker:{worker_name}"
-
-
-def sweep_pending_key(spool: str) -> str:
-    """Exists while a sweep of `spool` waits in the queue (the sweep deletes it as it starts)."""
-    return f"pacs-ingest:sweep-pending:{spool}"
 
 
 def enqueue_sweep(queue: Queue, job: SweepJob) -> bool:

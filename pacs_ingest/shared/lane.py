@@ -28,11 +28,10 @@ from pacs_ingest.shared.jobs import (
     Filing,
     decode_filing,
 )
+from pacs_ingest.shared.keys import EPOCH_KEY, drain_pending_key, names_key
 from pacs_ingest.shared.spool import ReadyObject, Spool
 from pacs_ingest.shared.spool_counts import count_ready
 
-_PREFIX = "pacs-ingest:lane"
-EPOCH_KEY = "pacs-ingest:epoch"
 # A drain job waiting longer than this (a worker died holding it, say) is replaced.
 DRAIN_PENDING_TTL_S = 60
 # Lua's stack takes some 8,000 arguments; pushes are cut into pieces well below that (one
@@ -71,32 +70,6 @@ def open_lane(spool: Spool, filing: Filing) -> str:
 def lane_filing(spool: Spool, lane: str) -> Filing:
     """The filing options of `lane`, from its lane.json."""
     return decode_filing(orjson.loads(spool.lane_record(lane)))
-
-
-def names_key(lane: str) -> str:
-    """List of "<bucket>/<name>" references waiting in `lane`."""
-    return f"{_PREFIX}:{lane}:names"
-
-
-def drain_pending_key(lane: str) -> str:
-    """The id of the drain job of `lane` waiting in rq's queue (the drain deletes it as it
-    starts); expires, so a drain lost with its worker is replaced."""
-    return f"{_PREFIX}:{lane}:drain-pending"
-
-
-def verified_key(lane: str) -> str:
-    """Hash bucket -> epoch: every object of that bucket had a queue entry in that epoch."""
-    return f"{_PREFIX}:{lane}:verified"
-
-
-def claimers_key(lane: str) -> str:
-    """Set of worker names that may hold claims on `lane` (see workers.claims)."""
-    return f"{_PREFIX}:{lane}:claimers"
-
-
-def claims_key(lane: str, worker: str) -> str:
-    """List of references of `lane` that worker `worker` took and has not finished."""
-    return f"{_PREFIX}:{lane}:claims:{worker}"
 
 
 def current_epoch(connection: Redis, *, now: float) -> float:

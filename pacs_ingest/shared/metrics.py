@@ -1,11 +1,11 @@
 """The Prometheus metrics that receiver and worker processes record (prometheus-client).
 
-With `--metrics-port`, the command creates a PROMETHEUS_MULTIPROC_DIR before it starts its
-children (shared.metrics_endpoint), so each process writes its values to mmap files there and the
-parent sums them when scraped; without it they stay in process memory, unread. An update is a
-lock and a write into a mapped page (about a microsecond); callers record per group commit or per
-batch where they can. The gauges (queue depth, oldest unfiled age, free space) are read at scrape
-time by the parent, not recorded here.
+With `--metrics-port`, the command creates a PROMETHEUS_MULTIPROC_DIR before it starts its children
+(pacs_ingest.metrics_endpoint), so each process writes its values to mmap files there and the parent
+sums them when scraped; without it they stay in process memory, unread. An update is a lock and a
+write into a mapped page (about a microsecond); callers record per group commit or per batch where
+they can. The gauges (queue depth, oldest unfiled age, free space) are read at scrape time by the
+parent, not recorded here.
 
 Calling AE titles are the peer's choice: at most MAX_AE_LABELS distinct titles per process get a
 label of their own, the rest count as "other", so no sender can grow the metrics without bound.

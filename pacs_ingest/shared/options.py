@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+from pacs_ingest.shared.javalang import INT32_MAX, INT32_MIN
+
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
 _HEX = re.compile(r"[+-]?[0-9a-fA-F]+H")
 _HELP_WIDTH = 100

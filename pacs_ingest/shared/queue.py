@@ -9,7 +9,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from pacs_ingest.shared.jobs import OrjsonSerializer
-from pacs_ingest.shared.lane import names_key
+from pacs_ingest.shared.keys import names_key
 
 DEFAULT_QUEUE = "pacs-ingest"
 _URL_PASSWORD = re.compile(r"(?<=://)([^/@?]*?):[^/@?]*@")

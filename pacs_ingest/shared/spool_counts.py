@@ -22,18 +22,11 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.client import Pipeline
 
+from pacs_ingest.shared.keys import counts_key, filed_key
 from pacs_ingest.shared.spool import ReadyObject, bucket_start
 
 _FILED_KEEP_S = 90  # per-second filed counters live this long; status sums the last 60
 _FAILED_OBJECTS, _FAILED_BYTES, _COUNTED_AT = "failed_objects", "failed_bytes", "counted_at"
-
-
-def counts_key(spool: str) -> str:
-    return f"pacs-ingest:counts:{spool}"
-
-
-def _filed_key(spool: str, second: int) -> str:
-    return f"pacs-ingest:filed:{spool}:{second}"
 
 
 def _bucket_of(ref: str) -> str:
@@ -92,7 +85,7 @@ def count_leaving(
         pipe.hincrby(key, _FAILED_OBJECTS, len(failed))
         pipe.hincrby(key, _FAILED_BYTES, sum(item.size for item in failed))
     if filed:
-        second_key = _filed_key(spool, int(now))
+        second_key = filed_key(spool, int(now))
         pipe.incrby(second_key, len(filed))
         pipe.expire(second_key, _FILED_KEEP_S)
 
@@ -147,7 +140,7 @@ def read_counts(connection: Redis, spool: str, *, now: float) -> SpoolCounts:
     second = int(now)
     with connection.pipeline(transaction=False) as pipe:
         pipe.hgetall(counts_key(spool))
-        pipe.mget([_filed_key(spool, s) for s in range(second - 59, second + 1)])
+        pipe.mget([filed_key(spool, s) for s in range(second - 59, second + 1)])
         fields, filed = pipe.execute()
     values = {k.decode(): float(v) for k, v in fields.items()}
     objects = size = 0

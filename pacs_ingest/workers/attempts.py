@@ -38,16 +38,12 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
+from pacs_ingest.shared.keys import attempts_key
 from pacs_ingest.shared.modes import make_dir
 from pacs_ingest.shared.spool import Spool
 
 # link(2) refused for this object or on this file system: mark the attempt with a record.
 _NO_LINK = frozenset({errno.EPERM, errno.EACCES, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP})
-
-
-def attempts_key(spool: str) -> str:
-    """Hash of spool object name -> attempts to file it that failed or were cut short."""
-    return f"pacs-ingest:attempts:{spool}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,31 +10,24 @@ quarantined for a full disk.
 from redis import Redis
 
 from pacs_ingest.shared import log
+from pacs_ingest.shared.keys import hold_delay_key, hold_key
 
 FIRST_HOLD_S = 5
 LONGEST_HOLD_S = 300
 _REMEMBER_S = 2 * LONGEST_HOLD_S  # a failure after this much calm starts short again
 
 
-def _hold_key(spool: str) -> str:
-    return f"pacs-ingest:hold:{spool}"
-
-
-def _delay_key(spool: str) -> str:
-    return f"pacs-ingest:hold-delay:{spool}"
-
-
 def on_hold(connection: Redis, spool: str) -> bool:
-    return bool(connection.exists(_hold_key(spool)))
+    return bool(connection.exists(hold_key(spool)))
 
 
 def hold(connection: Redis, spool: str, error: str) -> int:
     """Put `spool` on hold after a storage failure; the hold in seconds."""
-    previous = connection.get(_delay_key(spool))
+    previous = connection.get(hold_delay_key(spool))
     delay = min(2 * int(previous), LONGEST_HOLD_S) if previous else FIRST_HOLD_S
     with connection.pipeline() as pipe:
-        pipe.set(_delay_key(spool), delay, ex=_REMEMBER_S)
-        pipe.set(_hold_key(spool), 1, ex=delay)
+        pipe.set(hold_delay_key(spool), delay, ex=_REMEMBER_S)
+        pipe.set(hold_key(spool), 1, ex=delay)
         pipe.execute()
     log.warning("ingest.storage_unavailable", spool=spool, error=error, retry_in_s=delay)
     return delay

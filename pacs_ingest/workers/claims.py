@@ -9,8 +9,7 @@ from it are skipped as gone when they come round again (jobs are idempotent).
 
 from redis import Redis
 
-from pacs_ingest.shared.jobs import worker_lease_key
-from pacs_ingest.shared.lane import claimers_key, claims_key, names_key
+from pacs_ingest.shared.keys import claimers_key, claims_key, names_key, worker_lease_key
 
 # Move up to ARGV[1] refs from the head of the lane into the claims list; record the claimer.
 _CLAIM = """

@@ -28,7 +28,8 @@ from rq.job import Job
 
 from pacs_ingest.shared import log
 from pacs_ingest.shared.jobs import DrainJob, Filing
-from pacs_ingest.shared.lane import drain_pending_key, ensure_drain, lane_filing, names_key
+from pacs_ingest.shared.keys import drain_pending_key, names_key
+from pacs_ingest.shared.lane import ensure_drain, lane_filing
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.shared.spool_counts import count_leaving

@@ -25,7 +25,7 @@ from pydicom.filereader import ENCODED_VR
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from pacs_ingest.shared.pattern_values import BULK_VRS, resolved_vr
+from pacs_ingest.shared.pattern import BULK_VRS, resolved_vr
 from pacs_ingest.workers.byte_window import ByteWindow
 from pacs_ingest.workers.header_errors import HeaderError
 

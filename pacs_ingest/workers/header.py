@@ -29,7 +29,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from pacs_ingest.shared.pattern_values import SPECIFIC_CHARACTER_SET, Item, string_value
+from pacs_ingest.shared.pattern import SPECIFIC_CHARACTER_SET, Item, string_value
 from pacs_ingest.workers.byte_window import ByteWindow, FileSource, InflatedSource
 from pacs_ingest.workers.element_scan import MAX_VALUE_BYTES, Needs, Scanned, Scanner, tag_text
 from pacs_ingest.workers.header_errors import HeaderError, NoSOPInstanceUID

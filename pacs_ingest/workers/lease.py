@@ -13,8 +13,8 @@ import threading
 from redis import Redis
 from redis.exceptions import RedisError
 
-from pacs_ingest.shared.jobs import worker_lease_key
-from pacs_ingest.shared.redis_link import RedisLink
+from pacs_ingest.shared.keys import worker_lease_key
+from pacs_ingest.workers.redis_link import RedisLink
 
 LEASE_TTL_S = 15
 _RENEW_EVERY_S = 5

@@ -32,10 +32,10 @@ from pacs_ingest.shared.jobs import (
 from pacs_ingest.shared.options import COMMON, Option, OptionsError, dicom_int, positive
 from pacs_ingest.shared.processes import ProcessGroup, StopSignal, stop_all, supervise
 from pacs_ingest.shared.queue import connect, ingest_queue
-from pacs_ingest.shared.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
 from pacs_ingest.workers import policy
 from pacs_ingest.workers.guard import GuardedJob, GuardedWorker
 from pacs_ingest.workers.lease import WorkerLease
+from pacs_ingest.workers.redis_link import LONGEST_RETRY_S, RedisLink, random_jitter, retry_delay
 
 _STOP_TIMEOUT_S = 13.0
 

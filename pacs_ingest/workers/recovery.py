@@ -32,20 +32,20 @@ from redis import Redis
 from rq import Queue, get_current_job
 
 from pacs_ingest.shared import log
-from pacs_ingest.shared.jobs import DrainJob, SweepJob, sweep_pending_key, worker_lease_key
-from pacs_ingest.shared.lane import (
-    current_epoch,
-    ensure_drain,
-    forget_lost_drain,
+from pacs_ingest.shared.jobs import DrainJob, SweepJob
+from pacs_ingest.shared.keys import (
+    attempts_key,
     names_key,
-    push,
+    sweep_lock_key,
+    sweep_pending_key,
     verified_key,
+    worker_lease_key,
 )
+from pacs_ingest.shared.lane import current_epoch, ensure_drain, forget_lost_drain, push
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool, bucket_closed, bucket_start
 from pacs_ingest.shared.spool_counts import forget_bucket, recount_bucket, recount_failed
 from pacs_ingest.workers import policy
-from pacs_ingest.workers.attempts import attempts_key
 from pacs_ingest.workers.backoff import on_hold
 from pacs_ingest.workers.claims import reclaim_dead
 
@@ -65,11 +65,6 @@ class SweepResult:
     removed_incoming: int = 0
 
 
-def _lock_key(spool: str) -> str:
-    """The name of the worker running a pass over `spool`."""
-    return f"pacs-ingest:sweep-lock:{spool}"
-
-
 # Take the lock if it is free or its holder's lease (KEYS[2]) has expired: a pass killed with its
 # worker must not stop recovery for the lock's whole time to live.
 _TAKE_LOCK = """
@@ -84,7 +79,9 @@ return 1
 
 def _take_lock(connection: Redis, spool: str, holder: str) -> bool:
     lease_prefix = worker_lease_key("")
-    return bool(connection.eval(_TAKE_LOCK, 1, _lock_key(spool), holder, _LOCK_TTL_S, lease_prefix))
+    return bool(
+        connection.eval(_TAKE_LOCK, 1, sweep_lock_key(spool), holder, _LOCK_TTL_S, lease_prefix)
+    )
 
 
 def _recover_bucket(
@@ -186,7 +183,7 @@ def sweep(spool: Spool, rq_queue: Queue, *, now: float, holder: str) -> SweepRes
         recount_failed(connection, str(spool), spool.failed_totals(), now=now)
         _forget_stale_attempts(spool, connection)
     finally:
-        connection.delete(_lock_key(str(spool)))
+        connection.delete(sweep_lock_key(str(spool)))
     if result.requeued or result.reclaimed or result.removed_incoming:
         log.event("sweep.done", spool=str(spool), **asdict(result))
     return result

@@ -27,7 +27,7 @@ from pynetdicom.pdu_primitives import (
 )
 
 from benchmarks.corpus import make_corpus
-from pacs_ingest.shared.embedded_redis import free_port
+from pacs_ingest.embedded_redis import free_port
 from tests.helpers import wait_for_port
 
 SEEDS = Path(__file__).resolve().parent / "seeds"

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-from pacs_ingest.shared.javatext import FormatSyntaxError, read_quoted
+from pacs_ingest.shared.pattern.java.text import FormatSyntaxError, read_quoted
 
 MINUS = "-"
 INFINITY = "\u221e"

@@ -5,7 +5,7 @@ pattern is split at braces, each `{...}` becomes a placeholder, and the whole is
 one Java MessageFormat pattern, so literal text follows MessageFormat's apostrophe rules
 (`O'Brien/{x}` renders `OBrien/{0}`), and `number`, `date`, `time` and `choice` placeholders
 are MessageFormat sub-formats. Values from attributes are made safe before they are formatted
-(`shared.pattern_placeholder`); `shared.safe_path.relative_path` then checks the whole path.
+(`shared.pattern.placeholder`); `shared.safe_path.relative_path` then checks the whole path.
 
 Rendering is a pure function of the data set, the clock and the random source it is given.
 """
@@ -16,14 +16,12 @@ from datetime import datetime
 
 from pydicom.dataset import Dataset
 
-from pacs_ingest.shared.javamessage import MessageFormat
-from pacs_ingest.shared.javatext import FormatArgumentError, FormatSyntaxError
-from pacs_ingest.shared.pattern_errors import PatternError, RenderError
-from pacs_ingest.shared.pattern_placeholder import Placeholder, PlaceholderError
-from pacs_ingest.shared.pattern_placeholder import parse as parse_placeholder
-from pacs_ingest.shared.pattern_values import Item
-
-__all__ = ["Pattern", "PatternError", "RenderError"]
+from pacs_ingest.shared.pattern.errors import PatternError, RenderError
+from pacs_ingest.shared.pattern.java.message import MessageFormat
+from pacs_ingest.shared.pattern.java.text import FormatArgumentError, FormatSyntaxError
+from pacs_ingest.shared.pattern.placeholder import Placeholder, PlaceholderError
+from pacs_ingest.shared.pattern.placeholder import parse as parse_placeholder
+from pacs_ingest.shared.pattern.values import Item
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pacs_ingest.shared.javatext import FormatSyntaxError, read_quoted
+from pacs_ingest.shared.javalang import INT32_MAX
+from pacs_ingest.shared.pattern.java.text import FormatSyntaxError, read_quoted
 
 DATE_STYLES = {
     "": "MMM d, y",
@@ -47,7 +48,6 @@ _MONTHS = [
 ]
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _LETTERS = frozenset("GyYMLwWDdFEuaHkKhmsSzZX")
-_MAX_INT = 2**31 - 1
 
 Field = tuple[str, int]  # (pattern letter, repeat count)
 
@@ -249,7 +249,7 @@ def _int(group: str | None, text: str) -> int:
 
 
 def _checked(value: int, text: str) -> int:
-    if abs(value) > _MAX_INT:
+    if abs(value) > INT32_MAX:
         raise FormatSyntaxError(f"{text!r}: number out of range", 0)
     return value
 

@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 
 from pydicom.datadict import tag_for_keyword
 
-from pacs_ingest.shared import hashes
-from pacs_ingest.shared.javadate import Period, parse_duration_seconds
-from pacs_ingest.shared.javamessage import Argument
-from pacs_ingest.shared.javatext import FormatSyntaxError
-from pacs_ingest.shared.pattern_errors import RenderError
-from pacs_ingest.shared.pattern_values import (
+from pacs_ingest.shared.javalang import INT32_MAX, INT32_MIN
+from pacs_ingest.shared.pattern import hashes
+from pacs_ingest.shared.pattern.errors import RenderError
+from pacs_ingest.shared.pattern.java.date import Period, parse_duration_seconds
+from pacs_ingest.shared.pattern.java.message import Argument
+from pacs_ingest.shared.pattern.java.text import FormatSyntaxError
+from pacs_ingest.shared.pattern.values import (
     Item,
     date_value,
     double_value,
@@ -40,7 +41,6 @@ RANDOM_TYPES = frozenset({"rnd", "uuid", "uid"})
 TYPES = TEXT_TYPES | DIGEST_TYPES | MESSAGE_TYPES | RANDOM_TYPES | {"offset"}
 _JAVA_INT = re.compile(r"[+-]?[0-9]+")
 _HEX_TAG = re.compile(r"[+-]?[0-9A-Fa-f]+")
-_INT_RANGE = range(-(2**31), 2**31)
 
 
 class PlaceholderError(ValueError):
@@ -129,7 +129,7 @@ _DIGESTS = {
 
 
 def _wrap32(value: int) -> int:
-    return (value + 2**31) % 2**32 - 2**31
+    return (value - INT32_MIN) % 2**32 + INT32_MIN
 
 
 def _random(kind: str, rng: random.Random) -> str:
@@ -217,7 +217,7 @@ def _head(head: str, column: int) -> tuple[tuple[int, ...], int]:
 
 
 def _tag(text: str, column: int) -> int:
-    if _HEX_TAG.fullmatch(text) and int(text, 16) in _INT_RANGE:
+    if _HEX_TAG.fullmatch(text) and INT32_MIN <= int(text, 16) <= INT32_MAX:
         return int(text, 16)  # Java's Integer.parseInt(text, 16)
     tag = tag_for_keyword(text)
     if tag is not None:
@@ -234,7 +234,7 @@ def _tag(text: str, column: int) -> int:
 
 
 def _java_int(text: str) -> bool:
-    return bool(_JAVA_INT.fullmatch(text)) and int(text) in _INT_RANGE
+    return bool(_JAVA_INT.fullmatch(text)) and INT32_MIN <= int(text) <= INT32_MAX
 
 
 def _numbers(kind: str, args: str | None, column: int) -> tuple[int, ...]:

@@ -1,11 +1,13 @@
 """What the java.text emulations share: their syntax error, and Java's rule for quoted text.
 
-`shared.javanumber`, `shared.javadate` and `shared.javamessage` re-implement the parts of Java's
+`java.number`, `java.date` and `java.message` re-implement the parts of Java's
 DecimalFormat, SimpleDateFormat, ChoiceFormat and MessageFormat that dcm4che's `--filepath`
 language exposes. Each sub-format reads apostrophes the same way, implemented once here.
 """
 
 import re
+
+from pacs_ingest.shared.javalang import trim
 
 
 class FormatSyntaxError(ValueError):
@@ -50,7 +52,7 @@ _DOUBLE = re.compile(
 
 def parse_double(text: str) -> float:
     """Java's `Double.parseDouble` for decimal text (no hex floats); ValueError otherwise."""
-    stripped = text.strip("".join(map(chr, range(33))))
+    stripped = trim(text)
     if not _DOUBLE.fullmatch(stripped):
         raise ValueError(f"not a number: {text!r}")
     return float(stripped.rstrip("fFdD").replace("Infinity", "inf"))

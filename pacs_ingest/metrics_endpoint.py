@@ -4,7 +4,7 @@ The command's parent process serves it. Before it starts a child it creates a fr
 PROMETHEUS_MULTIPROC_DIR, so the counters and histograms every child records (shared.metrics)
 land in mmap files that the parent sums at each scrape, and a restarted child's counts are kept;
 the folder is removed when the command stops. The gauges (queue depth, oldest unfiled age, free
-space, live processes, Redis reachability) are read at scrape time from shared.health.
+space, live processes, Redis reachability) are read at scrape time from pacs_ingest.health.
 """
 
 import contextlib
@@ -21,8 +21,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis import Redis
 from redis.exceptions import RedisError
 
+from pacs_ingest.health import Snapshot, take_snapshot
 from pacs_ingest.shared import log
-from pacs_ingest.shared.health import Snapshot, take_snapshot
 from pacs_ingest.shared.options import COMMON, ConfigError, Option
 from pacs_ingest.shared.queue import connect
 from pacs_ingest.shared.spool import Spool
@@ -49,7 +49,7 @@ def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamil
 
 
 class _StateCollector:
-    """The gauges, from one shared.health snapshot per spool at each scrape."""
+    """The gauges, from one pacs_ingest.health snapshot per spool at each scrape."""
 
     def __init__(self, connection: Redis, queue: str, spools: Callable[[Redis], list[str]]):
         self._connection = connection

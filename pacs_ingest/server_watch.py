@@ -8,9 +8,9 @@ binary that will not run) is not something restarts fix: `up` stops with a messa
 import os
 from collections import deque
 
+from pacs_ingest.embedded_redis import EmbeddedRedisError, RedisServer
+from pacs_ingest.redis_home import RedisHome
 from pacs_ingest.shared import log
-from pacs_ingest.shared.embedded_redis import EmbeddedRedisError, RedisServer
-from pacs_ingest.shared.redis_home import RedisHome
 
 DEATHS_ALLOWED = 3
 WITHIN_S = 60.0

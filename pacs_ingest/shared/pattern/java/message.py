@@ -16,15 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pacs_ingest.shared.javadate import (
+from pacs_ingest.shared.pattern.java.date import (
     DATE_STYLES,
     DEFAULT_DATE_TIME,
     TIME_STYLES,
     SimpleDateFormat,
 )
-from pacs_ingest.shared.javadate import date_format as _date_format
-from pacs_ingest.shared.javanumber import STYLE_PATTERNS, DecimalFormat
-from pacs_ingest.shared.javatext import FormatArgumentError, FormatSyntaxError, parse_double
+from pacs_ingest.shared.pattern.java.date import date_format as _date_format
+from pacs_ingest.shared.pattern.java.number import STYLE_PATTERNS, DecimalFormat
+from pacs_ingest.shared.pattern.java.text import (
+    FormatArgumentError,
+    FormatSyntaxError,
+    parse_double,
+)
 
 Argument = str | float | datetime | None
 
