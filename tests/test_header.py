@@ -256,6 +256,23 @@ def test_the_number_of_elements_read_is_limited(monkeypatch: pytest.MonkeyPatch)
     assert message == "more than 1000 elements and items before (0010,0020)"
 
 
+@pytest.mark.parametrize("syntax", ["explicit", "implicit"])
+def test_the_number_of_plain_elements_read_is_limited(
+    syntax: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(element_scan, "MAX_ELEMENTS", 1000)
+    enc = Encoder(syntax)
+
+    def with_elements(count: int) -> bytes:
+        # Private elements of group 0009, in order, between the SOP and the patient's module.
+        plain = b"".join(enc.text(0x00091000 + i, "LO", "x") for i in range(count))
+        return enc.part10(sop(enc) + plain + patient(enc))
+
+    assert render(with_elements(900), "{PatientID}") == "P1"
+    message = refused(with_elements(2000))
+    assert message == "more than 1000 elements and items before (0010,0020)"
+
+
 def test_a_value_the_path_reads_is_limited_to_a_mebibyte() -> None:
     enc = Encoder("implicit")  # implicit VR: any element may declare 32-bit lengths
     huge = enc.element(PATIENT_ID, "LO", b"P" * (MAX_VALUE_BYTES + 2))

@@ -11,7 +11,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from pacs_ingest.shared.filing import DEFAULT_DUPLICATES, Filing
+from pacs_ingest.shared.spool import Spool
+from pacs_ingest.workers.ingest import StorageUnavailable, file_object
 from pacs_ingest.workers.place import SourceGone, place, retry_pause
+from tests.header_bytes import Encoder
 
 
 def _filing(
@@ -78,6 +81,21 @@ def test_no_retries_means_one_attempt(tmp_path: Path) -> None:
             source, root / "x", _filing(root, retries=0), rng=random.Random(), sleep=pauses.append
         )
     assert pauses == []
+
+
+def test_a_missing_archive_root_leaves_the_object_waiting_without_retries(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    enc = Encoder()
+    spool.ready_path("obj").write_bytes(enc.part10(enc.text(0x00080018, "UI", "1.2.3.4")))
+    root = tmp_path / "archive"  # not there: an archive not mounted
+    retries_before = _retries()
+    with pytest.raises(StorageUnavailable, match="is not a directory"):
+        file_object(spool, "obj", _filing(root, retries=3, jitter=50), random.Random(1))
+    assert spool.ready_path("obj").exists()
+    assert not root.exists()
+    assert not any(spool.failed.iterdir())
+    assert _retries() == retries_before
 
 
 def test_a_missing_source_means_someone_else_filed_it(tmp_path: Path) -> None:

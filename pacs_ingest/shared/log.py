@@ -16,11 +16,20 @@ _LOGGER = logging.getLogger("pacs_ingest")
 _ROLE = ""
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def timestamp(created: float) -> str:
-    """`created` (epoch seconds) as 2026-12-01T14:24:16.123Z."""
+    """`created` (epoch seconds) as 2026-12-01T14:24:16.123Z; a worker logs an event per
+    object, many in one second, so each second is formatted once."""
+    global _second  # noqa: PLW0603 - a cache; a tuple, replaced whole, so threads may share it
     whole = int(created)
     millis = int((created - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    second, text = _second
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{millis:03d}Z"
 
 
 class _JsonLineFormatter(logging.Formatter):
@@ -78,7 +87,11 @@ def _emit(level: int, name: str, fields: dict[str, Any]) -> None:
         if _ROLE:
             fields.setdefault("role", _ROLE)
             fields.setdefault("pid", os.getpid())
-        _LOGGER.log(level, name, extra={"fields": fields})
+        # Made and handled directly: Logger.log would also walk the stack for the caller's file
+        # and line, which no line shows, at a cost workers pay for every object they file.
+        record = _LOGGER.makeRecord(_LOGGER.name, level, "", 0, name, (), None)
+        record.fields = fields
+        _LOGGER.handle(record)
 
 
 def event(name: str, /, **fields: Any) -> None:

@@ -416,10 +416,14 @@ class Spool:
 
     def attempt_path(self, ref: str) -> Path:
         """The record of the attempts at `ref` after the first (see workers.attempts)."""
-        return self._attempt_stem(ref).with_name(self._attempt_stem(ref).name + ".json")
+        return self.attempts / (ref.replace("/", ".") + ".json")
+
+    def remove_attempt_link(self, ref: str) -> None:
+        """Remove the mark of a first attempt, where it is the only one (see workers.attempts)."""
+        self.attempt_link_path(ref).unlink(missing_ok=True)
 
     def remove_attempt_marks(self, ref: str) -> None:
-        self.attempt_link_path(ref).unlink(missing_ok=True)
+        self.remove_attempt_link(ref)
         self.attempt_path(ref).unlink(missing_ok=True)
 
     def unquarantine(self, lane: str, *, now: float) -> list[str]:

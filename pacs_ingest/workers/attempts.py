@@ -63,6 +63,7 @@ class Attempts:
         self.limit = limit
         self._worker = f"{socket.gethostname()}.{os.getpid()}"
         self._open: dict[str, Attempt] = {}  # begun and not yet forgotten or taken back
+        self._linked: set[str] = set()  # of those, the ones whose only mark is the link
         with contextlib.suppress(FileNotFoundError):  # no such spool: its objects are gone
             make_dir(spool.attempts, spool.modes)  # a spool made before attempts/ existed
 
@@ -71,19 +72,22 @@ class Attempts:
 
         Raises OSError, and counts nothing, if the spool cannot take the mark (full, failing).
         """
+        # The link first: it is the only mark of a first attempt, and a record exists only
+        # beside it, or where links are refused.
+        try:
+            os.link(self._spool.ready_path(name), self._spool.attempt_link_path(name))
+            self._linked.add(name)
+            return self._opened(Attempt(name, 1, None))
+        except FileExistsError:
+            linked = True
+        except FileNotFoundError:
+            return Attempt(name, 1, None)  # filed already: file_object will say so
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            linked = False
         record = self._read_record(name)
-        mark = record
-        if not record:
-            try:
-                os.link(self._spool.ready_path(name), self._spool.attempt_link_path(name))
-                return self._opened(Attempt(name, 1, None))
-            except FileExistsError:
-                mark = {"attempts": 1}  # a first attempt, never resolved
-            except FileNotFoundError:
-                return Attempt(name, 1, None)  # filed already: file_object will say so
-            except OSError as exc:
-                if exc.errno not in _NO_LINK:
-                    raise
+        mark = record or ({"attempts": 1} if linked else {})  # linked: a first, never resolved
         number, previous = 1, None
         if mark:
             begun = int(mark.get("attempts", 1))
@@ -122,6 +126,7 @@ class Attempts:
     def failed(self, attempt: Attempt, error: BaseException) -> str:
         """Record how `attempt` failed, in its mark and in Redis; the error as recorded."""
         text = f"{type(error).__name__}: {error}"
+        self._linked.discard(attempt.name)
         self._write_record(
             attempt.name, {"attempts": attempt.number, "worker": self._worker, "error": text}
         )
@@ -132,6 +137,7 @@ class Attempts:
         """Uncount `attempt`: it ended because the storage is unwell, not because of the object.
         The mark goes back to the attempt before, with how that one ended (already counted)."""
         self._open.pop(attempt.name, None)
+        self._linked.discard(attempt.name)
         if attempt.number > 1:
             self._write_record(
                 attempt.name,
@@ -157,7 +163,11 @@ class Attempts:
             return
         for name in names:
             self._open.pop(name, None)
-            self._spool.remove_attempt_marks(name)
+            if name in self._linked:
+                self._linked.discard(name)
+                self._spool.remove_attempt_link(name)
+            else:
+                self._spool.remove_attempt_marks(name)
         (pipeline if pipeline is not None else self._connection).hdel(self._key, *names)
 
     def _read_record(self, name: str) -> dict[str, Any]:

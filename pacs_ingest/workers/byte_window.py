@@ -156,6 +156,15 @@ class ByteWindow:
         self._index = 0
         return skipped
 
+    def buffered(self) -> tuple[bytes, int]:
+        """The buffered bytes and the index of `pos` in them, for a reader that walks them in
+        place (the scanner's run of skipped elements) and then moves on with `advance`."""
+        return self._data, self._index
+
+    def advance(self, index: int) -> None:
+        """Move `pos` to `index` of the bytes `buffered` returned (at most their length)."""
+        self._index = index
+
     def room(self, limit: int | None) -> int | None:
         """Bytes left before `limit` and the end of the source, if either is known."""
         pos = self._base + self._index

@@ -117,6 +117,7 @@ class Scanner:
         return not (0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B)
 
     def _next_element(self, frame: _Frame) -> None:
+        self._skip_run(frame)
         window = self._window
         if frame.end is not None and window.pos >= frame.end:
             self._end_item(frame)
@@ -143,6 +144,73 @@ class Scanner:
             self._undefined(frame, tag, vr)
         else:
             self._defined(frame, tag, vr, length)
+
+    def _skip_run(self, frame: _Frame) -> None:
+        """Walk, in place in the buffer, the elements ahead that lie wholly in it and are plain
+        (a known VR, a defined length, no item or delimiter, not past the stop): skip those
+        nothing needs, and keep the top-level attributes of explicit short VRs (no sequence,
+        no bulk data) that the pattern reads. The bulk of a header, with the checks and results
+        _next_element has for such elements, at a fraction of its cost; the first element that
+        is not plain is left to _next_element."""
+        data, index = self._window.buffered()
+        base = self._window.pos - index  # position of data[0]
+        # No plain element may end past this: the buffer, the frame (an item's own end is its
+        # limit) and a pinned first item.
+        end = len(data) if frame.limit is None else min(len(data), frame.limit - base)
+        if self._capture_limit is not None:
+            end = min(end, self._capture_limit - base)
+        walk = self._walk_implicit if frame.implicit else self._walk_explicit
+        self._window.advance(walk(data, index, end, frame.needs or {}, top=frame.tag == _TOP))
+
+    def _last_plain_tag(self, *, top: bool) -> int:
+        return self._stop if top else ITEM - 1
+
+    def _walk_implicit(self, data: bytes, index: int, end: int, needs: Needs, *, top: bool) -> int:
+        header, count, most = self._implicit_header.unpack_from, self._count, MAX_ELEMENTS
+        last_tag = self._last_plain_tag(top=top)
+        while index + 8 <= end:
+            group, element, length = header(data, index)
+            tag = group << 16 | element
+            after = index + 8 + length
+            if tag > last_tag or tag in needs or length == UNDEFINED_LENGTH or after > end:
+                break
+            count += 1
+            if count > most:
+                self._too_many()
+            index = after
+        self._count = count
+        return index
+
+    def _walk_explicit(self, data: bytes, index: int, end: int, needs: Needs, *, top: bool) -> int:
+        header, long_length = self._explicit_header.unpack_from, self._long_length.unpack_from
+        count, most = self._count, MAX_ELEMENTS
+        last_tag = self._last_plain_tag(top=top)
+        base = self._window.pos - index  # position of data[0]
+        while index + 12 <= end:
+            group, element, vr, length = header(data, index)
+            tag = group << 16 | element
+            if tag > last_tag or vr not in _VR_NAMES:
+                break
+            after = index + 8
+            long = vr in _LONG_VRS
+            if tag in needs and (long or not top):
+                break  # a sequence, bulk data, or an attribute inside an item
+            if long:
+                (length,) = long_length(data, after)
+                after += 4
+            if length == UNDEFINED_LENGTH or after + length > end:
+                break
+            count += 1
+            if count > most:
+                self._too_many()
+            if tag in needs:
+                self._found[BaseTag(tag)] = RawDataElement(
+                    BaseTag(tag), _VR_NAMES[vr], length, data[after : after + length],
+                    base + after, False, self._little,
+                )  # fmt: skip
+            index = after + length
+        self._count = count
+        return index
 
     def _ended(self, frame: _Frame, head: bytes) -> None:
         """The bytes ran out where an element header belongs: the end, or a truncation."""

@@ -148,15 +148,20 @@ def _meta_element(window: ByteWindow) -> tuple[int, bytes]:
 
 def _dataset(scanned: Scanned) -> Dataset:
     """The found elements as pydicom's reader would have returned them (read_dataset)."""
-    dataset = Dataset(scanned.elements)
+    elements = scanned.elements
     encoding: str | list[str] = default_encoding
-    charset = scanned.elements.get(BaseTag(SPECIFIC_CHARACTER_SET))
+    charset_tag = BaseTag(SPECIFIC_CHARACTER_SET)
+    charset = elements.get(charset_tag)
     if charset is not None:
         try:
-            encoding = convert_encodings(convert_raw_data_element(charset).value)
+            converted = convert_raw_data_element(charset)
+            encoding = convert_encodings(converted.value)
         except (ValueError, LookupError) as exc:
             raise HeaderError(
                 f"Specific Character Set {tag_text(SPECIFIC_CHARACTER_SET)}: {exc}"
             ) from None
+        # Kept converted, as the data set would convert it on first use: rendering reads it.
+        elements[charset_tag] = converted
+    dataset = Dataset(elements)
     dataset.set_original_encoding(scanned.implicit, scanned.little, encoding)
     return dataset

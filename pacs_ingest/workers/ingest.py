@@ -135,9 +135,6 @@ def file_object(
     """File the spooled object `name` (its ref, "<lane>/<bucket>/<name>"), durable on return
     or, given a `settlement`, once that is finished; raise StorageUnavailable to leave it (and
     the rest) for later."""
-    root = Path(filing.directory)
-    if not root.is_dir():
-        raise StorageUnavailable(f"archive root {root} is not a directory (not mounted?)")
     if settlement is None:  # durable on return; folders made with the spool's modes
         settlement = Settlement(spool.modes)
         filed = file_object(spool, name, filing, rng, settlement)
@@ -156,6 +153,11 @@ def file_object(
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
+        root = Path(filing.directory)
+        if not root.is_dir():  # looked at only now: placing would have failed without it
+            raise StorageUnavailable(
+                f"archive root {root} is not a directory (not mounted?)"
+            ) from exc
         return _quarantine(spool, spooled, "cannot place", exc)
     except QUARANTINABLE as exc:
         return _quarantine(spool, spooled, _reason(exc), exc)

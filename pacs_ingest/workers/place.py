@@ -143,8 +143,14 @@ def _commit(source: Path, target: Path, settlement: Settlement, *, replace: bool
 def _place_once(
     source: Path, target: Path, root: Path, policy: str, settlement: Settlement
 ) -> Placed:
-    _make_parents(target.parent, root, settlement)
-    if _commit(source, target, settlement, replace=False):
+    try:  # into an existing folder, as most objects of a series go: no look before
+        committed = _commit(source, target, settlement, replace=False)
+    except SourceGone:
+        raise
+    except FileNotFoundError:  # its folder is new
+        _make_parents(target.parent, root, settlement)
+        committed = _commit(source, target, settlement, replace=False)
+    if committed:
         return Placed(target, "filed")
     if policy == duplicates.OVERWRITE:  # link(2) first, so that a replaced file is logged as such
         _commit(source, target, settlement, replace=True)
@@ -196,8 +202,8 @@ def place(
         except SourceGone:
             raise
         except OSError:
-            if attempts > filing.rename_retries:
-                raise
+            if attempts > filing.rename_retries or not root.is_dir():
+                raise  # no pause for an archive root that is gone: the storage is not there
             RENAME_RETRIES.inc()  # rare: counted as it happens, also when the last one fails
             sleep(retry_pause(rng, filing.rename_retry_jitter))
             continue
