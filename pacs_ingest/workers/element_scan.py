@@ -17,6 +17,7 @@ tags the dictionary calls SQ, and for unknown tags whose value starts with an it
 
 import struct
 from dataclasses import dataclass
+from typing import NoReturn
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
@@ -436,9 +437,12 @@ class Scanner:
         the work a hostile header can cause)."""
         self._count += 1
         if self._count > MAX_ELEMENTS:
-            raise HeaderError(
-                f"more than {MAX_ELEMENTS} elements and items before {tag_text(self._stop)}"
-            )
+            self._too_many()
+
+    def _too_many(self) -> NoReturn:
+        raise HeaderError(
+            f"more than {MAX_ELEMENTS} elements and items before {tag_text(self._stop)}"
+        )
 
     def _declares(self, frame: _Frame, tag: int, length: int, room: int) -> str:
         return f"element {tag_text(tag)}{self._in(frame)} declares {length} bytes, {room} remain"
