@@ -1,6 +1,7 @@
 """The command line is read as dcm4che's storescp reads it (commons-cli), without a process."""
 
 import argparse
+from importlib import metadata
 
 import pytest
 
@@ -164,7 +165,7 @@ class TestCommand:
 
     def test_version_names_the_program(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["receive", "-V"]) == 0
-        assert capsys.readouterr().out == "pacs-ingest: 0.1.0\n"
+        assert capsys.readouterr().out == f"pacs-ingest: {metadata.version('pacs-ingest')}\n"
 
     def test_a_bad_option_exits_2_with_a_message_and_a_hint(
         self, capsys: pytest.CaptureFixture[str]
