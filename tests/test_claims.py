@@ -1,6 +1,9 @@
 """Job stealing against a real Redis: a drain's claims move refs off the lane atomically, go back
 in order when unfinished, and a dead worker's claims return to the lane while a live one's stay."""
 
+import threading
+import time
+
 from redis import Redis
 
 from pacs_ingest.shared.keys import claimers_key, claims_key, names_key, worker_lease_key
@@ -62,3 +65,23 @@ def test_a_dead_workers_claims_are_stolen_back_and_a_live_workers_are_left(
     assert _listed(connection, claims_key(LANE, "alive")) == REFS[:3]
     assert _claimers(connection) == {"alive"}
     assert reclaim_dead(connection, LANE) == 0  # once only
+
+
+def test_a_claim_on_an_empty_lane_waits_for_refs_and_claims_what_came_with_the_first(
+    redis_url: str,
+) -> None:
+    connection = Redis.from_url(redis_url)
+    claims = Claims(connection, LANE, "w1")
+    started = time.monotonic()
+    assert claims.take(4, wait_s=0.3) == []  # nothing came: back after the wait
+    assert time.monotonic() - started >= 0.25
+    pusher = threading.Timer(0.2, lambda: Redis.from_url(redis_url).rpush(names_key(LANE), *REFS))
+    pusher.start()
+    started = time.monotonic()
+    taken = claims.take(4, wait_s=5)
+    pusher.join()
+    assert time.monotonic() - started < 4  # woken by the push, not by the end of the wait
+    assert taken == REFS[: len(taken)] and 1 <= len(taken) <= 4
+    assert _listed(connection, claims_key(LANE, "w1")) == taken  # claimed as a batch is
+    assert _listed(connection, names_key(LANE)) == REFS[len(taken) :]
+    assert _claimers(connection) == {"w1"}  # recovery can find a waiting drain's claims

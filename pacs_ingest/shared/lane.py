@@ -33,19 +33,6 @@ from pacs_ingest.shared.spool_counts import count_ready
 
 # A drain job waiting longer than this (a worker died holding it, say) is replaced.
 DRAIN_PENDING_TTL_S = 60
-# Lua's stack takes some 8,000 arguments; pushes are cut into pieces well below that (one
-# script call each, in one transaction).
-_PUSH_CHUNK = 4000
-
-# Append the references, start the epoch if Redis has just lost its data, and say whether a drain
-# job must be enqueued (none pending; ARGV[3] becomes the pending one's job id): one round trip
-# per group commit.
-_PUSH = """
-redis.call('SET', KEYS[3], ARGV[1], 'NX')
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
-return redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[2])
-"""
-
 
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -117,16 +104,18 @@ def push(
 
     One round trip, plus one to enqueue a drain when none was pending.
     """
-    connection = rq_queue.connection
-    script = connection.register_script(_PUSH)
-    keys = [names_key(job.lane), drain_pending_key(job.lane), EPOCH_KEY]
+    # One transaction: start the epoch if Redis has just lost its data, append the refs, and
+    # learn whether a drain job must be enqueued (none pending; the new one's id becomes the
+    # pending one). Not a script: redis-py asks whether a pipeline's scripts are loaded, one
+    # more round trip on every push.
+    if not refs:
+        return
     job_id = uuid.uuid4().hex
-    with connection.pipeline() as pipe:
-        for start in range(0, len(refs), _PUSH_CHUNK):
-            chunk = refs[start : start + _PUSH_CHUNK]
-            script(keys, [repr(now), DRAIN_PENDING_TTL_S, job_id, *chunk], client=pipe)
-        pushes = len(pipe)
+    with rq_queue.connection.pipeline(transaction=True) as pipe:
+        pipe.set(EPOCH_KEY, repr(now), nx=True)
+        pipe.rpush(names_key(job.lane), *refs)
+        pipe.set(drain_pending_key(job.lane), job_id, nx=True, ex=DRAIN_PENDING_TTL_S)
         count_ready(pipe, job.spool, counted)
-        needs_drain = any(pipe.execute()[:pushes])
+        needs_drain = bool(pipe.execute()[2])
     if needs_drain:
         enqueue_drain(rq_queue, job, job_id)

@@ -43,10 +43,20 @@ class Claims:
         self._claim = connection.register_script(_CLAIM)
         self._release = connection.register_script(_RELEASE)
 
-    def take(self, count: int) -> list[str]:
-        """Claim up to `count` refs ("<bucket>/<name>") from the head of the lane."""
+    def take(self, count: int, *, wait_s: float = 0.0) -> list[str]:
+        """Claim up to `count` refs ("<bucket>/<name>") from the head of the lane; if there are
+        none, wait up to `wait_s` seconds for one."""
         refs = self._claim(self._keys, [count, self._worker])
-        return [ref.decode() for ref in refs or ()]
+        if refs or wait_s <= 0:
+            return [ref.decode() for ref in refs or ()]
+        # Blocking: the first ref to arrive moves into the claims list in one step, as the
+        # script moves a batch; the claimer is recorded before, so recovery can find it.
+        self.connection.sadd(self._keys[2], self._worker)
+        first = self.connection.blmove(self._keys[0], self._keys[1], wait_s, "LEFT", "RIGHT")
+        if first is None:
+            return []
+        rest = self._claim(self._keys, [count - 1, self._worker]) if count > 1 else None
+        return [first.decode(), *(ref.decode() for ref in rest or ())]
 
     def finish(self) -> None:
         """Every claimed ref is done (filed, quarantined or gone)."""

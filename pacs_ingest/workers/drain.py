@@ -4,8 +4,11 @@ rq spends some twenty Redis round trips on each job it runs whatever the job doe
 object (or per group commit) cannot keep up; one drain job files many batches. At most one drain
 per lane waits in rq's queue: a drain that starts while objects remain asks for the next one, so
 every idle worker joins in on a long backlog, and a receiver pushing into a lane with a drain
-pending enqueues nothing. A drain returns to rq after DRAIN_BUDGET_S, so workers still notice stop
-requests and rq's registries still show what runs.
+pending enqueues nothing. A drain whose lane runs empty waits up to LINGER_S for more before it
+returns, so a steady stream costs rq's round trips once per burst rather than once per push; and
+under light load it claims at most every GATHER_S, so that batches (and what each costs: a few
+round trips and one fsync per folder) are shared by more objects. A drain returns to rq after
+DRAIN_BUDGET_S, so workers still notice stop requests and rq's registries still show what runs.
 
 Each settled batch leaves the spool's counts (shared.spool_counts) and the filing metrics
 (workers.filing_metrics) in one round trip.
@@ -43,6 +46,12 @@ from pacs_ingest.workers.place import Settlement
 
 BATCH = 64  # refs claimed at a time: a killed worker's claims wait for its lease to expire
 DRAIN_BUDGET_S = 10.0
+# How long an empty lane keeps its drain: longer than the receivers' push interval, short enough
+# that another lane's drain waiting in rq's queue for this worker is not held up.
+LINGER_S = 0.5
+# Under light load, the least time between two claims of a drain: objects wait this much longer
+# to be filed, and a batch holds the objects of several pushes.
+GATHER_S = 0.02
 # A ref as receivers and reprocess push it: a time bucket, then a spool name (shared.spool).
 _REF = re.compile(r"[0-9]{1,20}/[0-9a-f]{32}")
 
@@ -150,7 +159,8 @@ def drain(rq_job: Job, job: DrainJob) -> int:
     while True:
         if on_hold(connection, job.spool):
             return handled  # recovery asks for a drain once the hold is over
-        refs = claims.take(BATCH)
+        claimed_at = time.monotonic()
+        refs = claims.take(BATCH, wait_s=min(LINGER_S, deadline - claimed_at))
         if not refs:
             return handled
         if handled == 0 and len(refs) == BATCH:
@@ -158,8 +168,11 @@ def drain(rq_job: Job, job: DrainJob) -> int:
         if not _file_batch(spool, job.lane, filing, refs, claims):
             return handled
         handled += len(refs)
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             break
+        if len(refs) < BATCH and now - claimed_at < GATHER_S:
+            time.sleep(GATHER_S - (now - claimed_at))
     if connection.llen(names_key(job.lane)):
         ensure_drain(rq_queue, job)
     log.event("drain.returned", lane=job.lane, handled=handled)
