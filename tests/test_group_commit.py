@@ -18,6 +18,7 @@ from pacs_ingest.receiver.commit import Commit
 from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.keys import names_key
 from pacs_ingest.shared.lane import lane_id
+from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import BUCKET_S, Spool, bucket_at
 from tests.commit_burst import commit_all, committer, part
 from tests.helpers import ROOT, wait_until, waiting_objects
@@ -47,8 +48,10 @@ def _burst_under_strace(spool: Path, redis_url: str, count: int, trace: Path) ->
 
 
 def _pushes(connection: Redis) -> int:
-    """Calls of the lane's push script (shared.lane.push: one per group, up to 4,000 refs)."""
-    return connection.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    """The lane's pushes (shared.lane.push: one RPUSH per group), without the RPUSH of each drain
+    job enqueued (no worker runs here: they are all still in rq's queue)."""
+    rpushes = connection.info("commandstats").get("cmdstat_rpush", {}).get("calls", 0)
+    return rpushes - ingest_queue(connection).count
 
 
 @pytest.mark.parametrize("count", [1, 20])
