@@ -3,6 +3,7 @@ against hostile input: the state table, A-ASSOCIATE-RQ/AC, command sets, PDU fra
 
 import string
 import struct
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ from pacs_ingest.receiver import dimse
 from pacs_ingest.receiver.associate_pdu import Acceptor, PduError, decode_rq, encode_ac
 from pacs_ingest.receiver.framing import Framer
 from pacs_ingest.receiver.negotiation import Acceptance, ContextResult, RoleReply
-from pacs_ingest.receiver.states import TRANSITIONS
+from pacs_ingest.receiver.states import TRANSITIONS, Action, Event, State
 from tests.raw_peer import c_echo, c_store, split_pdus
 
 UIDS = st.lists(st.integers(1, 999_999), min_size=1, max_size=8).map(
@@ -39,6 +40,13 @@ def test_the_transition_table_is_the_one_pynetdicom_implements() -> None:
         (event.name, state.name): action.value[0] for (event, state), action in TRANSITIONS.items()
     }
     assert ours == fsm.TRANSITION_TABLE
+
+
+def test_the_p_data_fast_path_is_the_tables_entry() -> None:
+    """Association.on_p_data takes DT-2 in Sta6 directly, without the general dispatch."""
+    action = TRANSITIONS[(Event.Evt10, State.Sta6)]
+    assert action is Action.DT_2
+    assert action.method == "_dt_2" and action.next_state is State.Sta6
 
 
 @st.composite
@@ -240,10 +248,11 @@ class _Recorder:
         self.events.append(("p-data",))
         return True
 
-    def on_fragment(self, context_id: int, control: int) -> None:
+    def on_fragment(self, context_id: int, control: int) -> Callable[[memoryview], None]:
         self.events.append(("fragment", context_id, control))
+        return self._fragment_data
 
-    def on_fragment_data(self, data: memoryview) -> None:
+    def _fragment_data(self, data: memoryview) -> None:
         self.data += data
 
     def on_fragment_end(self) -> bool:

@@ -8,6 +8,7 @@ our limits; a stream that breaks PS3.8 9.3 stops at the first bad byte with the 
 for it. `receiver.association` is the sink.
 """
 
+from collections.abc import Callable
 from typing import Protocol
 
 from pacs_ingest.receiver.pdu import (
@@ -44,11 +45,10 @@ class Sink(Protocol):
     def on_p_data(self) -> bool:
         """A P-DATA-TF begins; False to skip it unread (PS3.8 AA-6: ignore)."""
 
-    def on_fragment(self, context_id: int, control: int) -> None:
-        """A PDV begins: its presentation context and message control header."""
-
-    def on_fragment_data(self, data: memoryview) -> None:
-        """The next bytes of the current PDV (it may arrive in several parts)."""
+    def on_fragment(self, context_id: int, control: int) -> Callable[[memoryview], None]:
+        """A PDV begins: its presentation context and message control header. Returns what
+        takes its bytes (called once per part they arrive in), so that the bytes of a data set
+        go to its part file without a call per layer."""
 
     def on_fragment_end(self) -> bool:
         """The current PDV is complete; True to stop reading for now (the caller resumes)."""
@@ -68,6 +68,7 @@ class Framer:
         self._pdu_type = 0
         self._pdu_left = 0  # bytes of the current PDU not yet read
         self._pdv_left = 0  # bytes of the current PDV not yet read
+        self._consume: Callable[[memoryview], None] = _drop  # takes the current PDV's bytes
         self.broken = False
 
     def stop(self) -> None:
@@ -89,13 +90,9 @@ class Framer:
             if reading == _PDV_DATA:
                 position, stop = self._pdv_data(data, position)
             elif reading == _PDU_HEADER:
-                position, header = self._header(data, position, HEADER_LENGTH)
-                if header is not None:
-                    self._pdu_header(header)
+                position = self._read_pdu_header(data, position)
             elif reading == _PDV_HEADER:
-                position, header = self._header(data, position, PDV_HEADER_LENGTH)
-                if header is not None:
-                    stop = self._pdv_header(header)
+                position, stop = self._read_pdv_header(data, position)
             elif reading == _PDU_BODY:
                 position = self._fill(data, position, self._pdu_left)
                 if len(self._partial) == self._pdu_left:
@@ -114,7 +111,7 @@ class Framer:
         """Hand on what `data` holds of the current PDV; the new position, and whether the
         sink asked to stop."""
         take = min(self._pdv_left, len(data) - position)
-        self._sink.on_fragment_data(data[position : position + take])
+        self._consume(data[position : position + take])
         self._pdv_left -= take
         self._pdu_left -= take
         if self._pdv_left:
@@ -122,10 +119,31 @@ class Framer:
         self._reading = _PDV_HEADER if self._pdu_left else _PDU_HEADER
         return position + take, self._sink.on_fragment_end()
 
+    def _read_pdu_header(self, data: memoryview, position: int) -> int:
+        """Read a PDU header (in place when it is whole in `data`); the new position."""
+        if not self._partial and len(data) - position >= HEADER_LENGTH:
+            self._pdu_header(*HEADER.unpack_from(data, position))
+            return position + HEADER_LENGTH
+        position, header = self._header(data, position, HEADER_LENGTH)
+        if header is not None:
+            self._pdu_header(*HEADER.unpack(header))
+        return position
+
+    def _read_pdv_header(self, data: memoryview, position: int) -> tuple[int, bool]:
+        """Read a PDV header (in place when it is whole in `data`); the new position, and
+        whether the sink asked to stop."""
+        if not self._partial and len(data) - position >= PDV_HEADER_LENGTH:
+            return position + PDV_HEADER_LENGTH, self._pdv_header(
+                *PDV_HEADER.unpack_from(data, position)
+            )
+        position, header = self._header(data, position, PDV_HEADER_LENGTH)
+        if header is None:
+            return position, False
+        return position, self._pdv_header(*PDV_HEADER.unpack(header))
+
     def _header(self, data: memoryview, position: int, size: int) -> tuple[int, bytes | None]:
-        """Read a header of `size` bytes; the new position, and the header once it is whole."""
-        if not self._partial and len(data) - position >= size:
-            return position + size, bytes(data[position : position + size])
+        """Read a header of `size` bytes arriving in pieces; the new position, and the header
+        once it is whole."""
         position = self._fill(data, position, size)
         if len(self._partial) < size:
             return position, None
@@ -145,8 +163,7 @@ class Framer:
         self.broken = True
         self._sink.on_invalid(reason, message)
 
-    def _pdu_header(self, header: bytes) -> None:
-        pdu_type, length = HEADER.unpack(header)
+    def _pdu_header(self, pdu_type: int, length: int) -> None:
         self._pdu_type, self._pdu_left = pdu_type, length
         if pdu_type == P_DATA_TF:
             if self._max_pdu_length and length > self._max_pdu_length:
@@ -167,13 +184,12 @@ class Framer:
         elif length > MAX_ASSOCIATE_PDU:
             self._invalid(INVALID_PDU_PARAMETER_VALUE, f"A-ASSOCIATE PDU of {length} bytes")
         elif length == 0:
-            self._sink.on_pdu(pdu_type, header)
+            self._sink.on_pdu(pdu_type, HEADER.pack(pdu_type, 0))
         else:
             self._reading = _PDU_BODY
 
-    def _pdv_header(self, header: bytes) -> bool:
+    def _pdv_header(self, length: int, context_id: int, control: int) -> bool:
         """Start a PDV; True if the sink asked to stop (an empty PDV ends at once)."""
-        length, context_id, control = PDV_HEADER.unpack(header)
         room = self._pdu_left - 4  # what the P-DATA-TF has left after the PDV's length field
         self._pdu_left -= PDV_HEADER_LENGTH
         if room < 2 or not 2 <= length <= room:
@@ -183,9 +199,13 @@ class Framer:
             )
             return True
         self._pdv_left = length - 2
-        self._sink.on_fragment(context_id, control)
+        self._consume = self._sink.on_fragment(context_id, control)
         if self._pdv_left:
             self._reading = _PDV_DATA
             return False
         self._reading = _PDV_HEADER if self._pdu_left else _PDU_HEADER
         return self._sink.on_fragment_end()
+
+
+def _drop(data: memoryview) -> None:
+    """What takes the bytes of a PDV nobody wants."""

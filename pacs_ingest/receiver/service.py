@@ -14,6 +14,7 @@ DIMSE provider that cannot interpret a message.
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,10 @@ class _Message:
     held_until: float = 0.0  # loop time the --receive-delay ends
 
 
+def _drop(data: memoryview) -> None:
+    """What takes the data set bytes of a request that stores nothing (refused, --ignore)."""
+
+
 class ServiceUser:
     def __init__(
         self,
@@ -121,27 +126,31 @@ class ServiceUser:
 
     # -- fragments (from receiver.association, which checked the context ID) -----------------
 
-    def fragment(self, context_id: int, control: int) -> None:
+    def fragment(self, context_id: int, control: int) -> Callable[[memoryview], None]:
+        """A PDV begins; what takes its bytes."""
         self._fragment_is_command = bool(control & COMMAND)
         self._fragment_is_last = bool(control & LAST_FRAGMENT)
+        message = self._message
         if self._fragment_is_command:
-            if self._message is not None:
+            if message is not None:
                 self._link.abort("a command fragment inside a data set")
             elif self._command_context not in (None, context_id):
                 self._link.abort("command fragments on two presentation contexts")
-            self._command_context = context_id
-        elif self._message is None:
+            else:
+                self._command_context = context_id
+                return self._command_fragment
+        elif message is None:
             self._link.abort("a data fragment without a command before it")
-        elif context_id != self._message.context_id:
+        elif context_id != message.context_id:
             self._link.abort("a data set's fragments on two presentation contexts")
+        elif message.part is not None:
+            return message.part.write
+        return _drop
 
-    def fragment_data(self, data: memoryview) -> None:
-        if self._fragment_is_command:
-            self._command += data
-            if len(self._command) > dimse.MAX_COMMAND_SET:
-                self._link.abort(f"a command set over {dimse.MAX_COMMAND_SET} bytes")
-        elif self._message is not None and self._message.part is not None:
-            self._message.part.write(data)
+    def _command_fragment(self, data: memoryview) -> None:
+        self._command += data
+        if len(self._command) > dimse.MAX_COMMAND_SET:
+            self._link.abort(f"a command set over {dimse.MAX_COMMAND_SET} bytes")
 
     def fragment_end(self) -> None:
         if self._fragment_is_command:

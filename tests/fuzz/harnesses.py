@@ -16,6 +16,7 @@ too). atheris (`tests.fuzz.run_atheris`) and the seeded mutator of the CI slice
 import random
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pynetdicom.pdu import A_ASSOCIATE_AC as PynetdicomAC
@@ -73,13 +74,14 @@ class RecordingSink:
         self.events.append(("p_data",))
         return True
 
-    def on_fragment(self, context_id: int, control: int) -> None:
+    def on_fragment(self, context_id: int, control: int) -> Callable[[memoryview], None]:
         self._after_invalid()
         check(not self.pdv_open, "a PDV inside a PDV")
         self.pdv_open = True
         self.events.append(("pdv", context_id, control, bytearray()))
+        return self._fragment_data
 
-    def on_fragment_data(self, data: memoryview) -> None:
+    def _fragment_data(self, data: memoryview) -> None:
         self._after_invalid()
         check(self.pdv_open, "fragment data outside a PDV")
         check(isinstance(data, memoryview), "fragment data copied out of its chunk")
