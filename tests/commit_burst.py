@@ -49,9 +49,18 @@ def part(spool: Spool, index: int) -> PartFile:
     return stored
 
 
-async def commit_all(group: GroupCommit, parts: list[PartFile]) -> list[Commit]:
+async def commit_all(
+    group: GroupCommit, parts: list[PartFile], *, one_turn: bool = False
+) -> list[Commit]:
+    """Commit `parts` one per turn of the loop, as stores of different associations complete,
+    or all in one turn (they go to the fsync threads together)."""
     loop = asyncio.get_running_loop()
-    return list(await asyncio.gather(*(group.commit(p, loop) for p in parts)))
+    commits = []
+    for stored in parts:
+        commits.append(group.commit(stored, loop))
+        if not one_turn:
+            await asyncio.sleep(0)
+    return list(await asyncio.gather(*commits))
 
 
 def main() -> None:
@@ -59,7 +68,7 @@ def main() -> None:
     spool.create()
     group = committer(spool, sys.argv[2], wait_for_queue=False)
     parts = [part(spool, index) for index in range(int(sys.argv[3]))]
-    commits = asyncio.run(commit_all(group, parts))
+    commits = asyncio.run(commit_all(group, parts, one_turn=sys.argv[4:] == ["one-turn"]))
     group.close()
     print(orjson.dumps({"commits": [asdict(c) for c in commits]}).decode())
 

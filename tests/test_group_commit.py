@@ -26,7 +26,9 @@ from tests.helpers import ROOT, wait_until, waiting_objects
 SLOW_FLUSH_S = 1.5
 
 
-def _burst_under_strace(spool: Path, redis_url: str, count: int, trace: Path) -> list[str]:
+def _burst_under_strace(
+    spool: Path, redis_url: str, count: int, trace: Path, *how: str
+) -> list[str]:
     """Run tests.commit_burst with every fsync of its ready/ bucket taking SLOW_FLUSH_S longer;
     the fsync lines of that bucket."""
     # All in one bucket: start early in one, so the stores are renamed long before it ends.
@@ -37,7 +39,7 @@ def _burst_under_strace(spool: Path, redis_url: str, count: int, trace: Path) ->
         [
             *("strace", "-f", "-y", "-qq", "-o", str(trace), "-P", str(bucket)),
             *("-e", "trace=fsync", "-e", f"inject=fsync:delay_enter={int(SLOW_FLUSH_S * 1e6)}"),
-            *(sys.executable, "-m", "tests.commit_burst", str(spool), redis_url, str(count)),
+            *(sys.executable, "-m", "tests.commit_burst", str(spool), redis_url, str(count), *how),
         ],
         check=True,
         cwd=ROOT,
@@ -71,6 +73,18 @@ def test_stores_durable_together_share_one_bucket_flush_and_one_push(
     on_disk = {f"{p.parent.name}/{p.stem}" for p in waiting_objects(spool)}
     assert len(on_disk) == count
     assert queued == on_disk
+
+
+def test_stores_of_one_turn_of_the_loop_share_the_first_flush(
+    tmp_path: Path, redis_url: str
+) -> None:
+    connection = Redis.from_url(redis_url)
+    connection.config_resetstat()
+    spool = tmp_path / "spool"
+    flushes = _burst_under_strace(spool, redis_url, 20, tmp_path / "strace.log", "one-turn")
+    assert len(flushes) == 1, flushes  # one thread made all 20 durable, then flushed once
+    assert _pushes(connection) == 1
+    assert len(waiting_objects(spool)) == 20
 
 
 @pytest.fixture

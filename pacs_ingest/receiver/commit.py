@@ -2,14 +2,15 @@
 become durable together share one fsync of their ready/ bucket and one Redis round trip, and
 each is answered once it is durable.
 
-A small pool of threads does what blocks. A store's thread fsyncs its part file, closes it and
-renames it into the lane's current bucket in ready/ (fsyncs of different files overlap on the
-disk, so no store waits for the file of another), then the bucket must be flushed: if no thread
-is flushing, this one does, for every store renamed by then; if one is, the store waits for the
-next flush, which whoever holds the flush next makes for all who gathered meanwhile. Under load
-many stores share each flush; alone, a store pays for exactly one. The thread that flushed
-answers the lap's stores with one wake-up of the event loop and hands their refs to the enqueuer
-thread, which pushes all the refs handed to it since its last round trip onto the lane in one.
+Two threads do what blocks. The stores that complete in one turn of the event loop go to one of
+them together (one wake-up, however many): it fsyncs their part files, closes them and renames
+them into the lane's current bucket in ready/ (the other thread's fsyncs overlap on the disk),
+then the bucket must be flushed: if no thread is flushing, this one does, for every store renamed
+by then; if one is, the stores wait for the next flush, which whoever holds the flush next makes
+for all who gathered meanwhile. Under load many stores share each flush; alone, a store pays for
+exactly one. The thread that flushed answers the lap's stores with one wake-up of the event loop
+and hands their refs to the enqueuer thread, which pushes all the refs handed to it since its
+last round trip onto the lane in one.
 
 A store is answered before its ref reaches Redis: the spool, not the queue, is the truth. The
 process's writer mark on the bucket (shared.spool) stays until every ref it put there is pushed,
@@ -24,7 +25,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -40,7 +40,7 @@ _MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery find
 # pass between round trips and each carries what gathered meanwhile: a round trip costs far more
 # of a receiver's CPU than a ref, and a worker hardly notices a ref coming this much later.
 _PUSH_INTERVAL_S = 0.01
-# Part files made durable at once: enough for the stores of a busy process to overlap on the
+# Threads making part files durable: enough for the stores of a busy process to overlap on the
 # disk; more only adds threads contending for the GIL.
 _FSYNC_THREADS = 2
 
@@ -80,7 +80,7 @@ class GroupCommit:
     """The group commit of one receiver process into one lane. `enqueue(objects)` pushes their
     refs onto the lane, and adds them to the spool's counts, in one round trip (raising
     RedisError if it cannot); with `wait_for_queue` (--require-queue) stores are answered only
-    after it."""
+    after it. Stores are committed from one event loop."""
 
     def __init__(
         self,
@@ -94,11 +94,17 @@ class GroupCommit:
         self._lane = lane
         self._enqueue = enqueue
         self._wait_for_queue = wait_for_queue
-        self._pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
+        self._arrived: list[_Store] = []  # committed in this turn of the loop; loop only
+        # The stores of one turn each; None stops a thread.
+        self._to_sync: queue.SimpleQueue[list[_Store] | None] = queue.SimpleQueue()
+        self._syncers = [
+            threading.Thread(target=self._run_syncer, name=f"fsync_{index}", daemon=True)
+            for index in range(_FSYNC_THREADS)
+        ]
         self._lock = threading.Lock()
         # In ready/ (as it is there), waiting for its flush; under _lock.
         self._renamed: list[tuple[_Store, ReadyObject]] = []
-        self._flushing = False  # a pool thread is flushing ready/; under _lock
+        self._flushing = False  # an fsync thread is flushing ready/; under _lock
         # Objects (and, with wait_for_queue, the stores to answer after them); None stops.
         self._to_enqueue: queue.SimpleQueue[tuple[list[ReadyObject], list[_Store]] | None] = (
             queue.SimpleQueue()
@@ -107,47 +113,68 @@ class GroupCommit:
         self._redis_down_until = 0.0  # enqueuer only
         self._last_push = 0.0  # enqueuer only: time.monotonic() of the last round trip
         self._enqueuer = threading.Thread(target=self._run_enqueuer, name="enqueuer", daemon=True)
-        self._enqueuer.start()
+        for thread in (*self._syncers, self._enqueuer):
+            thread.start()
 
     def commit(self, part: PartFile, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[Commit]":
         """Make `part` durable in ready/ and enqueue it; its Commit, once done (never fails), on
         `loop`, the running loop."""
         part.received_at = time.monotonic()
         store = _Store(part, loop, loop.create_future())
-        self._pool.submit(self._make_durable, store)
+        if not self._arrived:
+            loop.call_soon(self._hand_over)
+        self._arrived.append(store)
         return store.future
+
+    def _hand_over(self) -> None:
+        """On the loop, once its turn is over: the stores that arrived in it go to a thread."""
+        arrived, self._arrived = self._arrived, []
+        if arrived:
+            self._to_sync.put(arrived)
 
     def retry_unqueued(self) -> None:
         """Enqueue what Redis refused earlier, without waiting for a new store to bring it."""
         self._to_enqueue.put(([], []))
 
     def close(self) -> None:
-        """Finish the stores being made durable, then stop the pool and the enqueuer."""
-        self._pool.shutdown()
+        """Finish the stores being made durable, then stop the threads and the enqueuer. Called
+        once no store is being committed."""
+        self._hand_over()
+        for _ in self._syncers:
+            self._to_sync.put(None)
+        for syncer in self._syncers:
+            syncer.join()
         self._to_enqueue.put(None)
         self._enqueuer.join()
         self._spool.settled([], now=None)  # what is still owed keeps its mark, for recovery
 
-    # -- the pool ------------------------------------------------------------------------------
+    # -- the fsync threads -----------------------------------------------------------------------
 
-    def _make_durable(self, store: _Store) -> None:
+    def _run_syncer(self) -> None:
+        while (stores := self._to_sync.get()) is not None:
+            renamed = [done for store in stores if (done := self._make_durable(store))]
+            if not renamed:
+                continue
+            with self._lock:
+                self._renamed += renamed
+                if self._flushing:
+                    continue  # the thread flushing now makes the next flush for these too
+                self._flushing = True
+            self._flush_while_renamed()
+
+    def _make_durable(self, store: _Store) -> tuple[_Store, ReadyObject] | None:
+        """fsync and rename one store's part file into ready/; None (and the store answered)
+        if that failed."""
         try:
-            spooled = store.part.make_durable(self._spool, self._lane, now=time.time())
+            return store, store.part.make_durable(self._spool, self._lane, now=time.time())
         except OSError as exc:
             store.part.discard()
             _answer_all([store], Commit(False, None, f"cannot spool: {exc.strerror or exc}"))
-            return
-        except Exception as exc:  # a pool thread must outlive any one store
+        except Exception as exc:  # a thread must outlive any one store
             store.part.discard()
             log.error("commit.failed", error=repr(exc))
             _answer_all([store], Commit(False, None, f"commit failed: {exc!r}"))
-            return
-        with self._lock:
-            self._renamed.append((store, spooled))
-            if self._flushing:
-                return  # the thread flushing now makes the next flush for this store too
-            self._flushing = True
-        self._flush_while_renamed()
+        return None
 
     def _flush_while_renamed(self) -> None:
         """Flush the buckets of every store renamed so far, lap after lap, until none waits."""

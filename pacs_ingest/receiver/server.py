@@ -179,6 +179,7 @@ class Receiver:
         self._listen_socket.close()  # our descriptor only: the other processes keep theirs
         unfinished = await self._drain()
         retry.cancel()
+        await asyncio.sleep(0)  # the stores of the last turn go to the fsync threads
         await asyncio.to_thread(self.committer.close)
         await asyncio.to_thread(self.heartbeat.stop)
         log.event("receiver.stopped", unfinished_associations=unfinished)
