@@ -85,3 +85,13 @@ def test_a_claim_on_an_empty_lane_waits_for_refs_and_claims_what_came_with_the_f
     assert _listed(connection, claims_key(LANE, "w1")) == taken  # claimed as a batch is
     assert _listed(connection, names_key(LANE)) == REFS[len(taken) :]
     assert _claimers(connection) == {"w1"}  # recovery can find a waiting drain's claims
+
+
+def test_while_the_spool_is_on_hold_a_claim_takes_nothing_and_says_so(redis_url: str) -> None:
+    connection = _lane(redis_url)
+    claims = Claims(connection, LANE, "w1", hold="hold-key")
+    connection.set("hold-key", 1, ex=60)
+    assert claims.take(4, wait_s=1) is None  # at once: no wait for a held spool
+    assert _listed(connection, names_key(LANE)) == REFS
+    connection.delete("hold-key")
+    assert claims.take(4) == REFS[:4]

@@ -14,6 +14,15 @@ import orjson
 
 _LOGGER = logging.getLogger("pacs_ingest")
 _ROLE = ""
+_PID = os.getpid()  # read once: a worker logs a line per object, and getpid is a system call
+
+
+def _forked() -> None:
+    global _PID  # noqa: PLW0603 - the child's own pid, once, as it starts
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
@@ -86,7 +95,7 @@ def _emit(level: int, name: str, fields: dict[str, Any]) -> None:
     if _LOGGER.isEnabledFor(level):
         if _ROLE:
             fields.setdefault("role", _ROLE)
-            fields.setdefault("pid", os.getpid())
+            fields.setdefault("pid", _PID)
         # Made and handled directly: Logger.log would also walk the stack for the caller's file
         # and line, which no line shows, at a cost workers pay for every object they file.
         record = _LOGGER.makeRecord(_LOGGER.name, level, "", 0, name, (), None)

@@ -24,6 +24,7 @@ nothing it names is touched.
 import random
 import re
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 from rq import get_current_job
@@ -32,14 +33,14 @@ from rq.job import Job
 from pacs_ingest.shared import log
 from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.jobs import DrainJob
-from pacs_ingest.shared.keys import drain_pending_key, names_key
+from pacs_ingest.shared.keys import drain_pending_key, hold_key, names_key
 from pacs_ingest.shared.lane import ensure_drain, lane_filing
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.shared.spool_counts import count_leaving
 from pacs_ingest.workers import filing_metrics, policy
 from pacs_ingest.workers.attempts import Attempts
-from pacs_ingest.workers.backoff import hold, on_hold
+from pacs_ingest.workers.backoff import hold
 from pacs_ingest.workers.claims import Claims
 from pacs_ingest.workers.ingest import Filed, StorageUnavailable, file_counted
 from pacs_ingest.workers.place import Settlement
@@ -70,77 +71,92 @@ def _plain_refs(lane: str, refs: list[str]) -> list[str]:
     return plain
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What filing one claimed batch works with."""
+
+    spool: Spool
+    claims: Claims
+    attempts: Attempts
+    settlement: Settlement
+
+
 def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims: Claims) -> bool:
     """File one claimed batch, made durable together (one fsync per changed folder), each
     object a counted attempt; False if the storage failed (the unfinished refs given back, the
     spool held)."""
     worker = policy.current()
     rng = random.Random()
-    settlement = Settlement(worker.modes)
-    attempts = Attempts(claims.connection, spool, worker.max_attempts)
+    batch = _Batch(
+        spool,
+        claims,
+        Attempts(claims.connection, spool, worker.max_attempts),
+        Settlement(worker.modes),
+    )
     done: list[Filed] = []
     retry: list[str] = []
     refs = _plain_refs(lane, refs)
     for index, ref in enumerate(refs):
         try:
-            filed = file_counted(spool, f"{lane}/{ref}", filing, rng, attempts, settlement)
+            filed = file_counted(
+                spool, f"{lane}/{ref}", filing, rng, batch.attempts, batch.settlement
+            )
         except StorageUnavailable as exc:
-            _settle_or_give_back(spool, refs[:index], done, settlement, claims, attempts)
+            _settle_or_give_back(batch, refs[:index], done)
             claims.give_back([*refs[index:], *retry])
             hold(claims.connection, str(spool), str(exc))
             return False
         except BaseException:
             # Unfinished refs go back, the failing one last, so the lane carries on; rq records
             # the failure in its registry.
-            _settle_or_give_back(spool, refs[:index], done, settlement, claims, attempts)
+            _settle_or_give_back(batch, refs[:index], done)
             claims.give_back([*refs[index + 1 :], *retry, ref])
             raise
         if filed.outcome == "retry":
             retry.append(ref)
         else:
             done.append(filed)
-    if not _settle_or_give_back(spool, refs, done, settlement, claims, attempts):
+    # Without refs to give back, the claims end in the round trip that counts the batch.
+    if not _settle_or_give_back(batch, refs, done, claims_done=not retry):
         return False
     if retry:
         claims.give_back(retry)
-    claims.finish()
     return True
 
 
 def _settle_or_give_back(
-    spool: Spool,
-    refs: list[str],
-    done: list[Filed],
-    settlement: Settlement,
-    claims: Claims,
-    attempts: Attempts,
+    batch: _Batch, refs: list[str], done: list[Filed], *, claims_done: bool = False
 ) -> bool:
-    """Make the placements of `refs` (`done`, their outcomes) durable and count them; if the
-    archive cannot, give them all back (their spool copies are still there) and hold the spool."""
+    """Make the placements of `refs` (`done`, their outcomes) durable and count them (and, if
+    `claims_done`, end the claims); if the archive cannot, give them all back (their spool
+    copies are still there) and hold the spool."""
     try:
-        settlement.finish()
+        batch.settlement.finish()
     except OSError as exc:
-        claims.give_back(refs)
-        attempts.take_back_all([f.name for f in done if f.target is not None])
-        hold(claims.connection, str(spool), f"archive: {exc.strerror or exc}")
+        batch.claims.give_back(refs)
+        batch.attempts.take_back_all([f.name for f in done if f.target is not None])
+        hold(batch.claims.connection, str(batch.spool), f"archive: {exc.strerror or exc}")
         # Only the quarantined left ready/ (failed/ is fsynced as each goes there).
-        _count(claims, spool, [f for f in done if f.outcome == "quarantined"], attempts)
+        _count(batch, [f for f in done if f.outcome == "quarantined"])
         return False
-    _count(claims, spool, done, attempts)
+    _count(batch, done, claims_done=claims_done)
     return True
 
 
-def _count(claims: Claims, spool: Spool, done: list[Filed], attempts: Attempts) -> None:
+def _count(batch: _Batch, done: list[Filed], *, claims_done: bool = False) -> None:
     """Take the objects of `done` that left ready/ out of the spool's counts, forget their
-    attempts, and record the batch's metrics."""
+    attempts (and end the claims if `claims_done`), and record the batch's metrics: one round
+    trip."""
     filed = [f.spooled for f in done if f.spooled is not None and f.outcome != "quarantined"]
     failed = [f.spooled for f in done if f.spooled is not None and f.outcome == "quarantined"]
     now = time.time()
-    if done:
-        with claims.connection.pipeline(transaction=False) as pipe:
+    if done or claims_done:
+        with batch.claims.connection.pipeline(transaction=False) as pipe:
             if filed or failed:
-                count_leaving(pipe, str(spool), filed, failed, now=now)
-            attempts.forget([f.name for f in done], pipe)
+                count_leaving(pipe, str(batch.spool), filed, failed, now=now)
+            batch.attempts.forget([f.name for f in done], pipe)
+            if claims_done:
+                batch.claims.finish(pipe)
             pipe.execute()
     filing_metrics.batch_done(done, filed, now)
 
@@ -153,15 +169,13 @@ def drain(rq_job: Job, job: DrainJob) -> int:
     connection.delete(drain_pending_key(job.lane))
     spool = Spool(job.spool, policy.current().modes)
     filing = _filing(job.spool, job.lane)
-    claims = Claims(connection, job.lane, rq_job.worker_name or rq_job.id)
+    claims = Claims(connection, job.lane, rq_job.worker_name or rq_job.id, hold=hold_key(job.spool))
     deadline = time.monotonic() + DRAIN_BUDGET_S
     handled = 0
     while True:
-        if on_hold(connection, job.spool):
-            return handled  # recovery asks for a drain once the hold is over
         claimed_at = time.monotonic()
         refs = claims.take(BATCH, wait_s=min(LINGER_S, deadline - claimed_at))
-        if not refs:
+        if not refs:  # None: on hold; recovery asks for a drain once the hold is over
             return handled
         if handled == 0 and len(refs) == BATCH:
             ensure_drain(rq_queue, job)  # more waiting: let another idle worker join in
