@@ -39,7 +39,7 @@ _MAX_UNQUEUED = 100_000  # refs kept for a later push; beyond that recovery find
 # Without --require-queue no answer waits for a push, so under load the enqueuer lets this long
 # pass between round trips and each carries what gathered meanwhile: a round trip costs far more
 # of a receiver's CPU than a ref, and a worker hardly notices a ref coming this much later.
-_PUSH_INTERVAL_S = 0.01
+_PUSH_INTERVAL_S = 0.025
 # Threads making part files durable: enough for the stores of a busy process to overlap on the
 # disk; more only adds threads contending for the GIL.
 _FSYNC_THREADS = 2

@@ -52,7 +52,7 @@ DRAIN_BUDGET_S = 10.0
 LINGER_S = 0.5
 # Under light load, the least time between two claims of a drain: objects wait this much longer
 # to be filed, and a batch holds the objects of several pushes.
-GATHER_S = 0.02
+GATHER_S = 0.05
 # A ref as receivers and reprocess push it: a time bucket, then a spool name (shared.spool).
 _REF = re.compile(r"[0-9]{1,20}/[0-9a-f]{32}")
 
