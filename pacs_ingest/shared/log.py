@@ -87,6 +87,8 @@ def configure(level: str = "INFO", role: str = "") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     _LOGGER.setLevel(level.upper())
+    # No line shows the thread or process names a LogRecord looks up for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     global _ROLE  # noqa: PLW0603 - one process, one role, set once at start
     _ROLE = role
 

@@ -7,6 +7,7 @@ whatever the object declares. Short reads are the caller's to judge: `take` and 
 what there was, and the scanner names the element that claimed more.
 """
 
+import io
 import os
 import zlib
 from typing import BinaryIO, Protocol
@@ -37,8 +38,11 @@ class FileSource:
     def __init__(self, fp: BinaryIO) -> None:
         self._fp = fp
         self._pos = fp.tell()
-        self._end = fp.seek(0, os.SEEK_END)
-        fp.seek(self._pos)
+        try:  # the size without seeking: a seek to the end would drop what fp has buffered
+            self._end = os.fstat(fp.fileno()).st_size
+        except (AttributeError, OSError, io.UnsupportedOperation):  # not a file: an io.BytesIO
+            self._end = fp.seek(0, os.SEEK_END)
+            fp.seek(self._pos)
 
     def read(self, size: int) -> bytes:
         data = self._fp.read(size)
