@@ -54,13 +54,16 @@ def _pattern(source: str) -> Pattern:
     return Pattern.parse(source)
 
 
-def _render(fp: Any, meta: part10.FileMeta, filing: Filing, rng: random.Random) -> str:
+def _render(fp: Any, filing: Filing, rng: random.Random) -> str:
     """The path below the archive root, from a header that was read far enough, never from one
     that was not: with or without a pattern the data set must have a SOP Instance UID."""
-    pattern = None if filing.filepath is None else _pattern(filing.filepath)
-    header = read_filing_header(fp, () if pattern is None else pattern.tag_paths)
-    if pattern is None:  # named by the C-STORE's Affected SOP Instance UID, as the reference does
+    if filing.filepath is None:  # named by the C-STORE's Affected SOP Instance UID, as the
+        meta = part10.read_file_meta(fp)  # reference does, from the file meta
+        read_filing_header(fp, ())
         return safe_value(meta.media_storage_sop_instance_uid)
+    # The header scan reads the file meta itself (the transfer syntax), as pydicom would.
+    pattern = _pattern(filing.filepath)
+    header = read_filing_header(fp, pattern.tag_paths)
     return pattern.render(header, now=datetime.now(), rng=rng)
 
 
@@ -117,8 +120,7 @@ def target_path(source: Path, filing: Filing, rng: random.Random) -> Path:
     except FileNotFoundError:
         raise SourceGone(str(source)) from None
     with fp:
-        meta = part10.read_file_meta(fp)
-        rendered = _render(fp, meta, filing, rng)
+        rendered = _render(fp, filing, rng)
     return root / relative_path(rendered, root_length=len(str(root).encode()))
 
 
