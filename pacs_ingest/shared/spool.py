@@ -117,6 +117,10 @@ class Spool:
         self.ready = self.root / "ready"
         self.failed = self.root / "failed"
         self.attempts = self.root / "attempts"
+        # The same folders as text: a worker builds two paths in them per object, and pathlib
+        # parses each one it is given.
+        self._ready_text = f"{self.ready}{os.sep}"
+        self._attempts_text = f"{self.attempts}{os.sep}"
         self._process_incoming: tuple[int, Path] | None = None
         self._lock = threading.Lock()  # receivers make objects ready from several threads
         self._new_folders: set[Path] = set()  # created since the last sync_ready
@@ -145,6 +149,10 @@ class Spool:
 
     def ready_path(self, ref: str) -> Path:
         return self.ready / (ref + READY_SUFFIX)
+
+    def ready_file(self, ref: str) -> str:
+        """ready_path(ref), as text."""
+        return self._ready_text + ref + READY_SUFFIX
 
     def _enter(self, lane: str, name: str, *, now: float, source: Path) -> str:
         """Rename `source` into the current bucket of `lane`; its ref, which the caller must
@@ -406,13 +414,13 @@ class Spool:
             for entry in entries
         ]
 
-    def _attempt_stem(self, ref: str) -> Path:
+    def attempt_link_file(self, ref: str) -> str:
+        """A hard link to ready/<ref>: the mark of a first attempt (see workers.attempts)."""
         # One flat folder: the ref's slashes become dots (no part of a ref holds a dot).
-        return self.attempts / ref.replace("/", ".")
+        return self._attempts_text + ref.replace("/", ".")
 
     def attempt_link_path(self, ref: str) -> Path:
-        """A hard link to ready/<ref>: the mark of a first attempt (see workers.attempts)."""
-        return self._attempt_stem(ref)
+        return Path(self.attempt_link_file(ref))
 
     def attempt_path(self, ref: str) -> Path:
         """The record of the attempts at `ref` after the first (see workers.attempts)."""
@@ -420,7 +428,8 @@ class Spool:
 
     def remove_attempt_link(self, ref: str) -> None:
         """Remove the mark of a first attempt, where it is the only one (see workers.attempts)."""
-        self.attempt_link_path(ref).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.attempt_link_file(ref))
 
     def remove_attempt_marks(self, ref: str) -> None:
         self.remove_attempt_link(ref)

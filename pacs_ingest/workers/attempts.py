@@ -75,7 +75,7 @@ class Attempts:
         # The link first: it is the only mark of a first attempt, and a record exists only
         # beside it, or where links are refused.
         try:
-            os.link(self._spool.ready_path(name), self._spool.attempt_link_path(name))
+            os.link(self._spool.ready_file(name), self._spool.attempt_link_file(name))
             self._linked.add(name)
             return self._opened(Attempt(name, 1, None))
         except FileExistsError:

@@ -29,7 +29,14 @@ from pacs_ingest.shared.spool import ReadyObject, Spool
 from pacs_ingest.workers.attempts import Attempt, Attempts
 from pacs_ingest.workers.duplicates import DuplicateDiffers
 from pacs_ingest.workers.header import HeaderError, NoSOPInstanceUID, read_filing_header
-from pacs_ingest.workers.place import TRANSIENT_ERRNOS, Placed, Settlement, SourceGone, place
+from pacs_ingest.workers.place import (
+    TRANSIENT_ERRNOS,
+    Placed,
+    Settlement,
+    SourceGone,
+    archive_root,
+    place,
+)
 
 
 class StorageUnavailable(OSError):
@@ -113,7 +120,7 @@ def _reason(error: Exception) -> str:
 def target_path(source: Path, filing: Filing, rng: random.Random) -> Path:
     """Where `source` is filed: the archive root joined with its rendered, safe path. Raises
     SourceGone, OSError or one of the errors of _REASONS."""
-    root = Path(filing.directory)
+    root = archive_root(filing.directory)
     try:
         # A buffer size of our own: no isatty() check (an ioctl), and one read takes the header.
         fp = open(source, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed below

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pacs_ingest.shared.durable import copy_fsynced, fsync_dir
@@ -51,6 +52,12 @@ class Placed:
 
 class SourceGone(FileNotFoundError):
     """Raised when the spooled object is no longer there: another job filed it already."""
+
+
+@lru_cache(maxsize=64)
+def archive_root(directory: str) -> Path:
+    """`directory` (a Filing's archive root) as a Path, made once rather than per object."""
+    return Path(directory)
 
 
 def retry_pause(rng: random.Random, jitter_ms: int) -> float:
@@ -193,7 +200,7 @@ def place(
         placed = place(source, target, filing, rng=rng, settlement=settlement, sleep=sleep)
         settlement.finish()
         return placed
-    root = Path(filing.directory)
+    root = archive_root(filing.directory)
     attempts = 0
     while True:
         attempts += 1
