@@ -14,7 +14,7 @@ from pacs_ingest.shared.modes import Modes, open_new
 _COPY_CHUNK = 1 << 20
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path | str) -> None:
     """Make the entries of directory `path` (creations, renames, removals) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -159,7 +159,7 @@ class Spool:
         settle once it is queued (or left to recovery)."""
         bucket = bucket_at(now)
         ref = f"{lane}/{bucket}/{name}"
-        target = self.ready_path(ref)
+        target = self.ready_file(ref)
         self._owe(lane, bucket)
         try:
             try:
@@ -167,9 +167,10 @@ class Spool:
             except FileNotFoundError:
                 if not source.exists():
                     raise
-                make_dir(target.parent, self.modes)
+                folder = self.ready / lane / bucket
+                make_dir(folder, self.modes)
                 with self._lock:
-                    self._new_folders.add(target.parent)
+                    self._new_folders.add(folder)
                 os.rename(source, target)
         except OSError:
             self.settled([ref], now=now)
@@ -220,8 +221,8 @@ class Spool:
 
     def sync_ready(self, refs: Iterable[str]) -> None:
         """Make the entries of `refs` durable: one fsync per bucket, and of new buckets' lanes."""
-        for bucket in {self.ready_path(ref).parent for ref in refs}:
-            fsync_dir(bucket)
+        for bucket in {ref.rpartition("/")[0] for ref in refs}:  # "<lane>/<bucket>"
+            fsync_dir(self._ready_text + bucket)
         with self._lock:
             created, self._new_folders = self._new_folders, set()
         for lane in {bucket.parent for bucket in created}:
