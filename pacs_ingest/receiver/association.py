@@ -19,9 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pacs_ingest.receiver import negotiation, pdu
+from pacs_ingest.receiver import framing, negotiation, pdu
 from pacs_ingest.receiver.associate_pdu import Acceptor, AssociateRQ, PduError, decode_rq, encode_ac
-from pacs_ingest.receiver.framing import Framer
 from pacs_ingest.receiver.service import ServiceUser, Storage
 from pacs_ingest.receiver.states import TRANSITIONS, Action, Event, State, transition
 from pacs_ingest.receiver.store import Origin
@@ -82,10 +81,6 @@ _PDU_EVENTS = {
 }
 
 
-def _ignore(data: memoryview) -> None:
-    """What takes the bytes of a PDV that no service user reads."""
-
-
 class Association(asyncio.Protocol):
     def __init__(self, rules: AssociationRules, registry: Registry) -> None:
         self.rules = rules
@@ -96,7 +91,7 @@ class Association(asyncio.Protocol):
         # Kept: asyncio.get_running_loop() makes a getpid system call (timers restart per store).
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._framer = Framer(self, rules.acceptor.maximum_length)
+        self._framer = framing.Framer(self, rules.acceptor.maximum_length)
         self._queue: deque[tuple[Event, tuple[object, ...]]] = deque()
         self._dispatching = False
         self._received: AssociateRQ | None = None  # the A-ASSOCIATE-RQ of Evt6
@@ -187,7 +182,7 @@ class Association(asyncio.Protocol):
             )
         elif self.service is not None:
             return self.service.fragment(context_id, control)
-        return _ignore
+        return framing.drop
 
     def on_fragment_end(self) -> bool:
         if self.service is not None and not self._framer.broken:

@@ -68,7 +68,7 @@ class Framer:
         self._pdu_type = 0
         self._pdu_left = 0  # bytes of the current PDU not yet read
         self._pdv_left = 0  # bytes of the current PDV not yet read
-        self._consume: Callable[[memoryview], None] = _drop  # takes the current PDV's bytes
+        self._consume: Callable[[memoryview], None] = drop  # takes the current PDV's bytes
         self.broken = False
 
     def stop(self) -> None:
@@ -207,5 +207,5 @@ class Framer:
         return self._sink.on_fragment_end()
 
 
-def _drop(data: memoryview) -> None:
-    """What takes the bytes of a PDV nobody wants."""
+def drop(data: memoryview) -> None:
+    """What takes the bytes of a PDV nobody reads (refused, --ignore, or no service user)."""

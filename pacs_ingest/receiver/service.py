@@ -21,6 +21,7 @@ from typing import Protocol
 from pacs_ingest.receiver import dimse, dispatch
 from pacs_ingest.receiver.commit import Commit, GroupCommit
 from pacs_ingest.receiver.dimse import Command, CommandError
+from pacs_ingest.receiver.framing import drop
 from pacs_ingest.receiver.pacing import cycled_delay
 from pacs_ingest.receiver.pdu import COMMAND, LAST_FRAGMENT
 from pacs_ingest.receiver.store import Origin, PartFile
@@ -71,10 +72,6 @@ class _Message:
     refusal: dispatch.Refusal | None = None
     fragments: int = 0
     held_until: float = 0.0  # loop time the --receive-delay ends
-
-
-def _drop(data: memoryview) -> None:
-    """What takes the data set bytes of a request that stores nothing (refused, --ignore)."""
 
 
 class ServiceUser:
@@ -145,7 +142,7 @@ class ServiceUser:
             self._link.abort("a data set's fragments on two presentation contexts")
         elif message.part is not None:
             return message.part.write
-        return _drop
+        return drop
 
     def _command_fragment(self, data: memoryview) -> None:
         self._command += data
