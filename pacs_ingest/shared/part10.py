@@ -8,6 +8,7 @@ receive path should not build a Dataset per object.
 import os
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import BinaryIO
 
 PREAMBLE = b"\x00" * 128 + b"DICM"
@@ -59,9 +60,38 @@ def encode_header(
     """
     body = b"".join(
         [
-            _element(0x0001, b"OB", _FILE_META_VERSION, b"\x00"),
-            _element(0x0002, b"UI", sop_class_uid.encode("ascii"), b"\x00"),
+            _leading(sop_class_uid),
             _element(0x0003, b"UI", sop_instance_uid.encode("ascii"), b"\x00"),
+            _trailing(
+                transfer_syntax_uid,
+                implementation_class_uid,
+                implementation_version_name,
+                source_ae_title,
+            ),
+        ]
+    )
+    group_length = struct.pack("<HH", 0x0002, 0x0000) + b"UL" + struct.pack("<HI", 4, len(body))
+    return PREAMBLE + group_length + body
+
+
+# A receiver writes a file meta per object, and all but the SOP Instance UID repeat within an
+# association: those elements are encoded once.
+@lru_cache(maxsize=256)
+def _leading(sop_class_uid: str) -> bytes:
+    return _element(0x0001, b"OB", _FILE_META_VERSION, b"\x00") + _element(
+        0x0002, b"UI", sop_class_uid.encode("ascii"), b"\x00"
+    )
+
+
+@lru_cache(maxsize=256)
+def _trailing(
+    transfer_syntax_uid: str,
+    implementation_class_uid: str,
+    implementation_version_name: str,
+    source_ae_title: str,
+) -> bytes:
+    return b"".join(
+        [
             _element(0x0010, b"UI", transfer_syntax_uid.encode("ascii"), b"\x00"),
             _element(0x0012, b"UI", implementation_class_uid.encode("ascii"), b"\x00"),
             *(
@@ -76,8 +106,6 @@ def encode_header(
             ),
         ]
     )
-    group_length = struct.pack("<HH", 0x0002, 0x0000) + b"UL" + struct.pack("<HI", 4, len(body))
-    return PREAMBLE + group_length + body
 
 
 def dataset_offset(head: bytes) -> int:
