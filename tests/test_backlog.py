@@ -69,6 +69,11 @@ def test_objects_from_storescu_wait_in_at_most_300_bytes_of_redis_each(
         assert sender.returncode == 0, errors.decode()
     assert len(waiting_objects(pipeline.spool)) == STORESCU_OBJECTS
     lanes = [p.name for p in (pipeline.spool / "ready").iterdir()]
+    # Stores are answered before their refs are pushed (at most every 25 ms): the last push
+    # may follow the last answer.
+    wait_until(
+        lambda: connection.llen(names_key(lanes[0])) >= STORESCU_OBJECTS, 10, "the last push"
+    )
     assert connection.llen(names_key(lanes[0])) == STORESCU_OBJECTS
     per_object = (_used_memory(connection) - before) / STORESCU_OBJECTS
     print(f"\nRedis memory per waiting object (storescu): {per_object:.1f} B")

@@ -57,7 +57,9 @@ def test_the_smallest_benchmark_compares_dcmtk_and_pacs_ingest_end_to_end(tmp_pa
     assert all(run["error"] is None and run["objects"] == 8 for run in runs.values())
     ingest = runs["pacs-ingest"]
     assert 0 < ingest["acknowledged_s"] <= ingest["filed_s"]
-    assert ingest["cpu_ms"]["receivers"] > 0 and ingest["cpu_ms"]["workers"] > 0
+    # Every role is accounted for; with 8 objects one role may spend less than a clock tick.
+    assert set(ingest["cpu_ms"]) == {"receivers", "workers", "other"}
+    assert all(ms >= 0 for ms in ingest["cpu_ms"].values()) and sum(ingest["cpu_ms"].values()) > 0
     names = {process["name"] for process in ingest["processes"]}
     assert {"up", "receiver-0", "receiver-1", "worker-0", "worker-1"} <= names
     assert all(process["peak_rss_kb"] > 0 for process in ingest["processes"])
