@@ -425,7 +425,7 @@ class Spool:
 
     def attempt_path(self, ref: str) -> Path:
         """The record of the attempts at `ref` after the first (see workers.attempts)."""
-        return self.attempts / (ref.replace("/", ".") + ".json")
+        return Path(self.attempt_link_file(ref) + ".json")
 
     def remove_attempt_link(self, ref: str) -> None:
         """Remove the mark of a first attempt, where it is the only one (see workers.attempts)."""

@@ -47,8 +47,6 @@ _DEFLATED = frozenset(
 _PREFIX = 128 + 4  # preamble and "DICM"
 _META_HEADER = struct.Struct("<HH2sH")
 _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
-_LONG_VR_BYTES = frozenset(vr.encode("latin-1") for vr in _LONG_VRS)
-_LONG_LENGTH = struct.Struct("<L")
 
 
 def read_filing_header(fp: BinaryIO, tag_paths: Iterable[tuple[int, ...]]) -> Dataset:
@@ -129,16 +127,6 @@ def _transfer_syntax(window: ByteWindow) -> str:
 
 def _meta_element(window: ByteWindow) -> tuple[int, bytes]:
     """(element number, value) of the file meta element at the window (Explicit VR LE)."""
-    data, index = window.buffered()
-    if index + 12 <= len(data):  # read in place, when the element is wholly buffered
-        _, element, vr, length = _META_HEADER.unpack_from(data, index)
-        start = index + 8
-        if vr in _LONG_VR_BYTES:
-            (length,) = _LONG_LENGTH.unpack_from(data, start)
-            start += 4
-        if length <= MAX_VALUE_BYTES and start + length <= len(data):
-            window.advance(start + length)
-            return element, data[start : start + length]
     head = window.take(8)
     if len(head) < 8:
         raise HeaderError("the file meta ends inside an element header")
@@ -147,7 +135,7 @@ def _meta_element(window: ByteWindow) -> tuple[int, bytes]:
         extra = window.take(4)
         if len(extra) < 4:
             raise HeaderError("the file meta ends inside an element header")
-        (length,) = _LONG_LENGTH.unpack(extra)
+        (length,) = struct.unpack("<L", extra)
     if length > MAX_VALUE_BYTES:
         raise HeaderError(f"file meta element (0002,{element:04X}) declares {length} bytes")
     value = window.take(length)

@@ -166,7 +166,7 @@ def file_object(
     except OSError as exc:
         if exc.errno in TRANSIENT_ERRNOS:
             raise StorageUnavailable(exc.errno, f"archive: {exc.strerror}") from exc
-        root = Path(filing.directory)
+        root = archive_root(filing.directory)
         if not root.is_dir():  # looked at only now: placing would have failed without it
             raise StorageUnavailable(
                 f"archive root {root} is not a directory (not mounted?)"
