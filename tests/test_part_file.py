@@ -1,9 +1,12 @@
 """A part file holds exactly the file meta and the data set bytes it was given, however they were
-gathered into writes, and its ready/ entry reports its true size; spool names stay unique
-without a random draw per object, in a forked child too."""
+gathered into writes, and its ready/ entry reports its true size; every byte written starts on
+its way to the disk before the fsync; spool names stay unique without a random draw per object,
+in a forked child too."""
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +55,51 @@ def test_the_ready_file_is_the_file_meta_then_every_byte_received(
     written = spool.ready_path(spooled.ref).read_bytes()
     assert written == _header() + data
     assert spooled.size == len(written)
+
+
+_WRITE_AND_FSYNC = """
+import os, sys, time
+from pacs_ingest.receiver.store import Origin, PartFile
+from pacs_ingest.shared.spool import Spool
+spool = Spool(sys.argv[1])
+spool.create()
+spool.open_lane("lane", b"{}")
+part = PartFile(spool, sop_class_uid="1.2.840.10008.5.1.4.1.1.7", sop_instance_uid="1.2.3",
+                transfer_syntax_uid="1.2.840.10008.1.2.1", origin=Origin("1.2.3", "T", "S"))
+data = memoryview(os.urandom(int(sys.argv[2])))
+for start in range(0, len(data), 16372):
+    part.write(data[start : start + 16372])
+part.finish()
+spooled = part.make_durable(spool, "lane", now=time.time())
+print(spooled.size)
+"""
+
+
+@pytest.mark.parametrize("size", [8192, 300_000])  # one write; several
+def test_writeback_of_every_byte_starts_before_the_fsync(tmp_path: Path, size: int) -> None:
+    trace = tmp_path / "trace"
+    done = subprocess.run(
+        [
+            *("strace", "-f", "-y", "-qq", "-e", "trace=sync_file_range,fsync", "-o", str(trace)),
+            *(sys.executable, "-c", _WRITE_AND_FSYNC, str(tmp_path / "spool"), str(size)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    file_size = int(done.stdout)
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if ".part>" in line]
+    started = [
+        re.fullmatch(r"sync_file_range\(\d+<\S+>, (\d+), (\d+), SYNC_FILE_RANGE_WRITE\) = 0", call)
+        for call in calls[:-1]
+    ]
+    assert calls[-1].startswith("fsync(") and all(started), calls
+    ranges = [(int(match[1]), int(match[2])) for match in started if match]
+    ends = [offset + length for offset, length in ranges]
+    # Back to back from the first byte to the last, file meta included.
+    assert [offset for offset, _ in ranges] == [0, *ends[:-1]]
+    assert ends[-1] == file_size
+    assert (len(ranges) > 1) == (size > 128 * 1024)
 
 
 def test_spool_names_are_unique_and_a_forked_child_draws_its_own() -> None:

@@ -3,7 +3,10 @@ as they arrive, straight from the PDVs that carry them.
 
 The PDVs' bytes are gathered (as slices of the chunks they arrived in, never copied) and written
 with one writev per _GATHER_BYTES, and once the data set is complete (`finish`): a small object
-takes one system call, file meta included, and a large one a few rather than one per PDV.
+takes one system call, file meta included, and a large one a few rather than one per PDV. Each
+write's bytes start on their way to the disk at once, so that the fsync that makes the file
+durable, on another thread a little later, finds them written or nearly (and a large object does
+not pile up dirty pages until then).
 
 The part file lives in this process's incoming/ folder, on the spool's file system, so it becomes
 the final file by a rename (never a copy, never TMPDIR). A write that fails (disk full, I/O error)
@@ -17,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 from pacs_ingest.shared import part10
+from pacs_ingest.shared.durable import start_writeback
 from pacs_ingest.shared.modes import open_new
 from pacs_ingest.shared.spool import ReadyObject, Spool, new_name
 
@@ -63,6 +67,7 @@ class PartFile:
         self._header_size = len(header)
         self._gathered: list[bytes | memoryview] = [header]  # not written yet, in order
         self._gathered_size = len(header)
+        self._written = 0  # bytes written to the file, file meta included
         try:
             self._fd = open_new(self.path, spool.modes)
         except OSError as exc:
@@ -96,6 +101,9 @@ class PartFile:
                     rest = rest[os.write(fd, rest) :]
         except OSError as exc:
             self._fail(exc)
+            return
+        start_writeback(fd, self._written, size)
+        self._written += size
 
     def _fail(self, exc: OSError) -> None:
         self.error = exc

@@ -1,10 +1,11 @@
 """What makes a file system change survive a crash: fsync a folder's entries, a fsynced copy,
-a file replaced whole.
+a file replaced whole; and what makes a later fsync quicker: writeback started early.
 
 The spool (importing into ready/) and the workers (filing across file systems) both copy an
 object and must not rename the copy into place before its bytes are on disk.
 """
 
+import ctypes
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,31 @@ from pathlib import Path
 from pacs_ingest.shared.modes import Modes, open_new
 
 _COPY_CHUNK = 1 << 20
+_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writing the range's dirty pages, do not wait
+
+
+def _sync_file_range() -> "ctypes._CFuncPtr | None":
+    """Linux's sync_file_range(2), which the os module does not offer; None without it."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    if function is not None:
+        function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+        function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range_call = _sync_file_range()
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing `length` bytes of `fd` from `offset` to disk, without waiting for them.
+
+    The fsync that makes a file durable waits for its data to reach the disk; begun as soon as
+    the data is written, that transfer overlaps with whatever comes before the fsync (a receiver
+    hands the file to another thread first), so the fsync waits less. Nothing is promised: on a
+    system without sync_file_range, or if it fails, the fsync does it all, and reports any error.
+    """
+    if _sync_file_range_call is not None:
+        _sync_file_range_call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(path: Path | str) -> None:
