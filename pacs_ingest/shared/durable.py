@@ -8,6 +8,7 @@ object and must not rename the copy into place before its bytes are on disk.
 import ctypes
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from pacs_ingest.shared.modes import Modes, open_new
@@ -16,9 +17,9 @@ _COPY_CHUNK = 1 << 20
 _SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writing the range's dirty pages, do not wait
 
 
-def _sync_file_range() -> "ctypes._CFuncPtr | None":
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """Linux's sync_file_range(2), which the os module does not offer; None without it."""
-    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    function = getattr(ctypes.CDLL(None), "sync_file_range", None)
     if function is not None:
         function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
         function.restype = ctypes.c_int
