@@ -8,6 +8,7 @@ our limits; a stream that breaks PS3.8 9.3 stops at the first bad byte with the 
 for it. `receiver.association` is the sink.
 """
 
+import struct
 from collections.abc import Callable
 from typing import Protocol
 
@@ -20,7 +21,6 @@ from pacs_ingest.receiver.pdu import (
     A_RELEASE_RQ,
     CONTROL_LENGTH,
     HEADER,
-    HEADER_LENGTH,
     INVALID_PDU_PARAMETER_VALUE,
     P_DATA_TF,
     PDV_HEADER,
@@ -90,9 +90,13 @@ class Framer:
             if reading == _PDV_DATA:
                 position, stop = self._pdv_data(data, position)
             elif reading == _PDU_HEADER:
-                position = self._read_pdu_header(data, position)
+                position, fields = self._header(data, position, HEADER)
+                if fields is not None:
+                    self._pdu_header(*fields)
             elif reading == _PDV_HEADER:
-                position, stop = self._read_pdv_header(data, position)
+                position, fields = self._header(data, position, PDV_HEADER)
+                if fields is not None:
+                    stop = self._pdv_header(*fields)
             elif reading == _PDU_BODY:
                 position = self._fill(data, position, self._pdu_left)
                 if len(self._partial) == self._pdu_left:
@@ -119,35 +123,17 @@ class Framer:
         self._reading = _PDV_HEADER if self._pdu_left else _PDU_HEADER
         return position + take, self._sink.on_fragment_end()
 
-    def _read_pdu_header(self, data: memoryview, position: int) -> int:
-        """Read a PDU header (in place when it is whole in `data`); the new position."""
-        if not self._partial and len(data) - position >= HEADER_LENGTH:
-            self._pdu_header(*HEADER.unpack_from(data, position))
-            return position + HEADER_LENGTH
-        position, header = self._header(data, position, HEADER_LENGTH)
-        if header is not None:
-            self._pdu_header(*HEADER.unpack(header))
-        return position
-
-    def _read_pdv_header(self, data: memoryview, position: int) -> tuple[int, bool]:
-        """Read a PDV header (in place when it is whole in `data`); the new position, and
-        whether the sink asked to stop."""
-        if not self._partial and len(data) - position >= PDV_HEADER_LENGTH:
-            return position + PDV_HEADER_LENGTH, self._pdv_header(
-                *PDV_HEADER.unpack_from(data, position)
-            )
-        position, header = self._header(data, position, PDV_HEADER_LENGTH)
-        if header is None:
-            return position, False
-        return position, self._pdv_header(*PDV_HEADER.unpack(header))
-
-    def _header(self, data: memoryview, position: int, size: int) -> tuple[int, bytes | None]:
-        """Read a header of `size` bytes arriving in pieces; the new position, and the header
-        once it is whole."""
-        position = self._fill(data, position, size)
-        if len(self._partial) < size:
+    def _header(
+        self, data: memoryview, position: int, header: struct.Struct
+    ) -> tuple[int, tuple[int, ...] | None]:
+        """Read a `header` (in place when it is whole in `data`, else gathered from the pieces
+        it arrives in); the new position, and its fields once it is whole."""
+        if not self._partial and len(data) - position >= header.size:
+            return position + header.size, header.unpack_from(data, position)
+        position = self._fill(data, position, header.size)
+        if len(self._partial) < header.size:
             return position, None
-        return position, self._take_partial()
+        return position, header.unpack(self._take_partial())
 
     def _take_partial(self) -> bytes:
         taken = bytes(self._partial)

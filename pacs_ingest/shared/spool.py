@@ -147,12 +147,12 @@ class Spool:
     def part_path(self, name: str) -> Path:
         return self.process_incoming() / (name + PART_SUFFIX)
 
-    def ready_path(self, ref: str) -> Path:
-        return self.ready / (ref + READY_SUFFIX)
-
     def ready_file(self, ref: str) -> str:
-        """ready_path(ref), as text."""
+        """Where `ref` waits in ready/, as text (a worker builds it for every object)."""
         return self._ready_text + ref + READY_SUFFIX
+
+    def ready_path(self, ref: str) -> Path:
+        return Path(self.ready_file(ref))
 
     def _enter(self, lane: str, name: str, *, now: float, source: Path) -> str:
         """Rename `source` into the current bucket of `lane`; its ref, which the caller must

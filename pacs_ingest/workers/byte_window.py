@@ -7,7 +7,6 @@ whatever the object declares. Short reads are the caller's to judge: `take` and 
 what there was, and the scanner names the element that claimed more.
 """
 
-import io
 import os
 import zlib
 from typing import BinaryIO, Protocol
@@ -40,7 +39,7 @@ class FileSource:
         self._pos = fp.tell()
         try:  # the size without seeking: a seek to the end would drop what fp has buffered
             self._end = os.fstat(fp.fileno()).st_size
-        except (AttributeError, OSError, io.UnsupportedOperation):  # not a file: an io.BytesIO
+        except (AttributeError, OSError):  # not a file (io.BytesIO: UnsupportedOperation)
             self._end = fp.seek(0, os.SEEK_END)
             fp.seek(self._pos)
 
