@@ -4,7 +4,7 @@ import socket
 import sys
 from pathlib import Path
 
-from pacs_ingest.receiver import tls
+from pacs_ingest.receiver import affinity, tls
 from pacs_ingest.receiver.options import Bind, ReceiverSettings
 from pacs_ingest.receiver.server import serve
 from pacs_ingest.receiver.sweeps import SweepScheduler
@@ -13,7 +13,13 @@ from pacs_ingest.shared.exit_codes import ExitCode
 from pacs_ingest.shared.jobs import SweepJob
 from pacs_ingest.shared.modes import make_dirs
 from pacs_ingest.shared.options import ConfigError
-from pacs_ingest.shared.processes import ProcessGroup, StopSignal, stop_all, supervise
+from pacs_ingest.shared.processes import (
+    ProcessGroup,
+    StopSignal,
+    group_index,
+    stop_all,
+    supervise,
+)
 from pacs_ingest.shared.queue import connect, ingest_queue
 from pacs_ingest.shared.spool import Spool
 
@@ -46,6 +52,8 @@ def listen(bind: Bind, receive_buffer: int = 0) -> socket.socket:
 
 def _receiver_process(settings: ReceiverSettings, listen_socket: socket.socket) -> None:
     log.configure(settings.log_level, role="receiver")
+    if settings.receiver_affinity == affinity.SPREAD:
+        affinity.pin_receiver(group_index(), settings.receivers)
     try:
         serve(settings, listen_socket)
     except (OSError, ConfigError) as exc:

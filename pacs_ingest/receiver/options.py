@@ -9,7 +9,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from pacs_ingest.receiver import network_options, sop_classes, tls_options
+from pacs_ingest.receiver import affinity, network_options, sop_classes, tls_options
 from pacs_ingest.receiver.network_options import NetworkSettings
 from pacs_ingest.receiver.pressure import PressureLimits
 from pacs_ingest.receiver.tls_options import TlsSettings
@@ -68,6 +68,14 @@ def status_code(text: str) -> int:
             f"{text} is a Pending status; a C-STORE must end with a final status"
         )
     return value
+
+
+def receiver_affinity(text: str) -> str:
+    if text not in affinity.AFFINITIES:
+        raise argparse.ArgumentTypeError(
+            f"invalid --receiver-affinity {text!r}: choose from {', '.join(affinity.AFFINITIES)}"
+        )
+    return text
 
 
 # Per receiver process; the reference has no limit. Each association costs a descriptor and a
@@ -184,6 +192,16 @@ OUR_ROWS = (
         metavar="n",
     ),
     Option(
+        ("--receiver-affinity",),
+        "spread: each receiver process runs on one CPU of its own, the receivers spread over "
+        "the CPUs this command may use (fewer wake-ups across CPUs per store); none: wherever "
+        "the kernel puts them",
+        PROCESSES,
+        type=receiver_affinity,
+        default=affinity.SPREAD,
+        metavar="how",
+    ),
+    Option(
         ("--max-associations",),
         "associations one receiver process serves at once; more are refused as transient "
         "(A-ASSOCIATE-RJ 2, 3, 2: local limit exceeded)",
@@ -229,6 +247,7 @@ class ReceiverSettings:
     modes: Modes
     filing: Filing
     receivers: int
+    receiver_affinity: str
     max_associations: int
     sweep_interval: int
     redis_url: str

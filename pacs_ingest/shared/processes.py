@@ -77,6 +77,11 @@ def _terminate_when_parent_dies() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def group_index() -> int:
+    """Which process of its ProcessGroup this child is: its name is `<group>-<index>`."""
+    return int(multiprocessing.current_process().name.rpartition("-")[2])
+
+
 def _child_main(target: Callable[..., None], *args: Any) -> None:
     _terminate_when_parent_dies()
     target(*args)
