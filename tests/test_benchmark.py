@@ -187,3 +187,44 @@ def test_the_ratio_to_dcmtk_is_taken_round_by_round() -> None:
     # Round 1: 50/s against 100/s; round 2: 25/s against 200/s.
     assert sorted(filed.ratios(report.yardstick_rates(runs))) == [0.125, 0.5]
     assert "| 37.5 (25.0–50.0) | " in report.markdown(table, runs)  # noqa: RUF001
+
+
+def test_cpu_per_object_alternates_two_trees_for_each_role(tmp_path: Path) -> None:
+    """benchmarks/cpu_per_object.py: both roles, this checkout against itself, the runs kept."""
+    work = tmp_path / "work"
+    for role in ("receiver", "worker"):
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "benchmarks.cpu_per_object", "--role", role),
+                *("--count", "12", "--rounds", "2", "--against", str(ROOT)),
+                *("--work-dir", str(work / role), "--cache-dir", str(tmp_path / "cache")),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        rounds = [line for line in lines if line.startswith("round ")]
+        assert len(rounds) == 4  # 2 rounds x 2 trees, alternating
+        assert all(float(line.split()[-2]) > 0 for line in rounds)
+        assert lines[-3].startswith(f"{role} this ({ROOT}): ")
+        assert lines[-2].startswith(f"{role} against ({ROOT}): ")
+        assert lines[-1].startswith("this / against: ")
+    # Every worker run filed its objects, and what the runs stored is still there.
+    archives = sorted((work / "worker").glob("*/archive"))
+    assert len(archives) == 4
+    assert all(sum(1 for _ in archive.rglob("*.dcm")) == 12 for archive in archives)
+
+
+def test_cpu_per_object_refuses_a_folder_that_is_no_source_tree(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cpu_per_object", "--against", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "is not a pacs-ingest source tree" in done.stderr
