@@ -41,6 +41,7 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 _TOP = -1  # the tag of the top-level data set's frame
 _VR_NAMES = {encoded: encoded.decode("latin-1") for encoded in ENCODED_VR}
 _LONG_VRS = frozenset(str(vr).encode("latin-1") for vr in EXPLICIT_VR_LENGTH_32)
+_LONG = {encoded: encoded in _LONG_VRS for encoded in ENCODED_VR}  # VR -> 4-byte length?
 
 Needs = dict[int, "Needs"]
 """Tag -> what is needed inside its first item; {} for an attribute read for its value."""
@@ -184,33 +185,41 @@ class Scanner:
 
     def _walk_explicit(self, data: bytes, index: int, end: int, needs: Needs, *, top: bool) -> int:
         header, long_length = self._explicit_header.unpack_from, self._long_length.unpack_from
-        count, most = self._count, MAX_ELEMENTS
+        count = self._count
         last_tag = self._last_plain_tag(top=top)
         base = self._window.pos - index  # position of data[0]
+        # The loop is the bulk of a worker's header read (~125 elements an object): one lookup
+        # per element for the VR, and the element count checked once, after the loop (the
+        # buffer bounds how far past MAX_ELEMENTS the walk can go).
         while index + 12 <= end:
             group, element, vr, length = header(data, index)
             tag = group << 16 | element
-            if tag > last_tag or vr not in _VR_NAMES:
+            long = _LONG.get(vr)  # None: no valid VR
+            if tag > last_tag or long is None:
                 break
             after = index + 8
-            long = vr in _LONG_VRS
-            if tag in needs and (long or not top):
-                break  # a sequence, bulk data, or an attribute inside an item
+            wanted = tag in needs
             if long:
+                if wanted:
+                    break  # a sequence or bulk data the pattern reads
                 (length,) = long_length(data, after)
                 after += 4
-            if length == UNDEFINED_LENGTH or after + length > end:
+                if length == UNDEFINED_LENGTH:
+                    break
+            elif wanted and not top:
+                break  # an attribute inside an item
+            if after + length > end:
                 break
             count += 1
-            if count > most:
-                self._too_many()
-            if tag in needs:
+            if wanted:
                 self._found[BaseTag(tag)] = RawDataElement(
                     BaseTag(tag), _VR_NAMES[vr], length, data[after : after + length],
                     base + after, False, self._little,
                 )  # fmt: skip
             index = after + length
         self._count = count
+        if count > MAX_ELEMENTS:
+            self._too_many()
         return index
 
     def _ended(self, frame: _Frame, head: bytes) -> None:
