@@ -6,7 +6,7 @@ the GIL. Where the kernel runs those threads on different CPUs, every wake-up is
 inter-processor interrupt, and on a virtual machine each costs an exit to the hypervisor.
 Measured on a 2-vCPU VM (benchmarks/cpu_per_object.py, and the pipeline alternated with and
 without): a receiver spent 0.23-0.29 ms of CPU per synchronous 8 KB store left to the kernel and
-0.13-0.15 ms pinned, and `up` filed 5-15 % more small objects per second with its receivers
+0.13-0.15 ms pinned, and `up` filed 4-18 % more small objects per second with its receivers
 pinned. Only one thread of a process runs Python at a time, so one CPU costs a receiver no
 parallelism; the workers and everything else still run wherever the kernel puts them. On a
 machine shared with other busy work, `none` lets the kernel move receivers away from a busy CPU.
