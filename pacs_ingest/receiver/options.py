@@ -22,6 +22,7 @@ from pacs_ingest.shared.options import (
     dicom_int,
     from_options,
     non_negative,
+    one_of,
     positive,
 )
 
@@ -68,14 +69,6 @@ def status_code(text: str) -> int:
             f"{text} is a Pending status; a C-STORE must end with a final status"
         )
     return value
-
-
-def receiver_affinity(text: str) -> str:
-    if text not in affinity.AFFINITIES:
-        raise argparse.ArgumentTypeError(
-            f"invalid --receiver-affinity {text!r}: choose from {', '.join(affinity.AFFINITIES)}"
-        )
-    return text
 
 
 # Per receiver process; the reference has no limit. Each association costs a descriptor and a
@@ -197,7 +190,7 @@ OUR_ROWS = (
         "the CPUs this command may use (fewer wake-ups across CPUs per store); none: wherever "
         "the kernel puts them",
         PROCESSES,
-        type=receiver_affinity,
+        type=one_of("--receiver-affinity", affinity.AFFINITIES),
         default=affinity.SPREAD,
         metavar="how",
     ),

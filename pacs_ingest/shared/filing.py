@@ -9,7 +9,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from pacs_ingest.shared.options import Option, dicom_int, from_options, non_negative
+from pacs_ingest.shared.options import Option, dicom_int, from_options, non_negative, one_of
 from pacs_ingest.shared.pattern import Pattern, PatternError
 
 # --duplicates, applied by workers.duplicates; the first is the reference's behaviour. The
@@ -40,14 +40,6 @@ def filepath_pattern(text: str) -> str:
         Pattern.parse(text)
     except PatternError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def duplicates_policy(text: str) -> str:
-    if text not in DUPLICATE_POLICIES:
-        raise argparse.ArgumentTypeError(
-            f"invalid --duplicates {text!r}: choose from {', '.join(DUPLICATE_POLICIES)}"
-        )
     return text
 
 
@@ -90,7 +82,7 @@ ROWS = (
         "name, an identical one is dropped), overwrite (the reference's behaviour), "
         "keep-existing, or quarantine-if-different (a different newcomer goes to failed/)",
         STORAGE,
-        type=duplicates_policy,
+        type=one_of("--duplicates", DUPLICATE_POLICIES),
         default=DEFAULT_DUPLICATES,
         metavar="policy",
     ),

@@ -124,6 +124,19 @@ def byte_size(text: str) -> int:
     return int(digits) * _SIZE_UNITS[unit]
 
 
+def one_of(flag: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """A parser that takes one of `choices` for `flag`, and names them all when it refuses."""
+
+    def parse_choice(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid {flag} {text!r}: choose from {', '.join(choices)}"
+            )
+        return text
+
+    return parse_choice
+
+
 def non_negative(parse: Callable[[str], int]) -> Callable[[str], int]:
     def parse_non_negative(text: str) -> int:
         value = parse(text)
