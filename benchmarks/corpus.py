@@ -9,6 +9,7 @@ spend no time (and no disk churn) making it again.
 
 import argparse
 import json
+import os
 import random
 from collections.abc import Callable
 from io import BytesIO
@@ -76,6 +77,12 @@ def make_corpus(
 
 
 MANIFEST = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    """Where the benchmarks keep their corpora between runs, by the XDG rule."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pacs-ingest-benchmarks"
 
 
 def cached_corpus(cache_dir: Path, count: int, *, size: int) -> list[Path]:

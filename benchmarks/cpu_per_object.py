@@ -44,7 +44,7 @@ from pathlib import Path
 from redis import Redis
 
 # A child imports these from the tree it measures (PYTHONPATH), the parent from this checkout.
-from benchmarks.corpus import cached_corpus
+from benchmarks.corpus import cached_corpus, default_cache_dir
 from pacs_ingest.embedded_redis import RedisServer, server_binary
 from pacs_ingest.receiver.association import Association, Registry
 from pacs_ingest.shared import log
@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep what the runs stored")
     parser.add_argument("--profile", action="store_true", help="one run of this checkout, profiled")
-    parser.add_argument("--cache-dir", type=Path, default=_default_cache(), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=default_cache_dir(), help=argparse.SUPPRESS
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -250,11 +252,6 @@ def _report(
         )
     if "against" in medians:
         print(f"this / against: {medians['this'] / medians['against']:.3f}")
-
-
-def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pacs-ingest-benchmarks"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 from benchmarks import report
 from benchmarks.cases import CASES, Case
 from benchmarks.contenders import ROOT, Contender, all_contenders
-from benchmarks.corpus import cached_corpus
+from benchmarks.corpus import cached_corpus, default_cache_dir
 from benchmarks.run import Run, Trial, measure
 from benchmarks.senders import Plan, plan
 
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir",
         metavar="path",
         type=Path,
-        default=_default_cache(),
+        default=default_cache_dir(),
         help="where the corpora are kept between runs (default: %(default)s)",
     )
     add(
@@ -144,11 +144,6 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds one run may take to send and file its corpus (default: 900)",
     )
     return parser
-
-
-def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pacs-ingest-benchmarks"
 
 
 def _contenders(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Contender]:

@@ -17,6 +17,12 @@ from benchmarks.senders import MODES, Plan
 from tests.helpers import ROOT
 
 BENCHMARK = [sys.executable, "-m", "benchmarks.ingest"]
+CPU_PER_OBJECT = [sys.executable, "-m", "benchmarks.cpu_per_object"]
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """A benchmark command, from the checkout, its output captured."""
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def _child(code: str) -> subprocess.Popen:
@@ -36,16 +42,13 @@ def _finish(child: subprocess.Popen) -> None:
 
 def test_the_smallest_benchmark_compares_dcmtk_and_pacs_ingest_end_to_end(tmp_path: Path) -> None:
     figures, work = tmp_path / "figures.json", tmp_path / "work"
-    done = subprocess.run(
+    done = _run(
         [
             *BENCHMARK,
             *("--cases", "8k-4", "--count", "8", "--rounds", "1"),
             *("--contenders", "dcmtk,pacs-ingest", "--json", str(figures)),
             *("--cache-dir", str(tmp_path / "cache"), "--work-dir", str(work)),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -69,16 +72,13 @@ def test_the_smallest_benchmark_compares_dcmtk_and_pacs_ingest_end_to_end(tmp_pa
 
 
 def test_a_pattern_that_gives_two_objects_one_path_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = _run(
         [
             *BENCHMARK,
             *("--cases", "8k-1", "--count", "3", "--contenders", "pacs-ingest"),
             *("--filepath", "{00100020}.dcm", "--cache-dir", str(tmp_path / "cache")),
             *("--work-dir", str(tmp_path / "work")),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert done.returncode == 2
@@ -193,15 +193,12 @@ def test_cpu_per_object_alternates_two_trees_for_each_role(tmp_path: Path) -> No
     """benchmarks/cpu_per_object.py: both roles, this checkout against itself, the runs kept."""
     work = tmp_path / "work"
     for role in ("receiver", "worker"):
-        done = subprocess.run(
+        done = _run(
             [
-                *(sys.executable, "-m", "benchmarks.cpu_per_object", "--role", role),
-                *("--count", "12", "--rounds", "2", "--against", str(ROOT)),
-                *("--work-dir", str(work / role), "--cache-dir", str(tmp_path / "cache")),
+                *(*CPU_PER_OBJECT, "--role", role, "--count", "12", "--rounds", "2"),
+                *("--against", str(ROOT), "--work-dir", str(work / role)),
+                *("--cache-dir", str(tmp_path / "cache")),
             ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stderr
@@ -219,12 +216,6 @@ def test_cpu_per_object_alternates_two_trees_for_each_role(tmp_path: Path) -> No
 
 
 def test_cpu_per_object_refuses_a_folder_that_is_no_source_tree(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cpu_per_object", "--against", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run([*CPU_PER_OBJECT, "--against", str(tmp_path)], timeout=60)
     assert done.returncode == 2
     assert "is not a pacs-ingest source tree" in done.stderr
