@@ -310,17 +310,24 @@ def resize_tmpfs(path: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
 
 
-def started_processes(log_text: str) -> list[tuple[str, int]]:
-    """(name, pid) of every child a `pacs-ingest` command logged as started, in order."""
-    started = []
+def log_entries(log_text: str) -> Iterator[dict]:
+    """The JSON objects of a log, in order; lines that are not one are passed over."""
     for line in log_text.splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("event") == "process.started":
-            started.append((entry["process"], entry["pid"]))
-    return started
+        if isinstance(entry, dict):
+            yield entry
+
+
+def started_processes(log_text: str) -> list[tuple[str, int]]:
+    """(name, pid) of every child a `pacs-ingest` command logged as started, in order."""
+    return [
+        (entry["process"], entry["pid"])
+        for entry in log_entries(log_text)
+        if entry.get("event") == "process.started"
+    ]
 
 
 def alive(pid: int) -> bool:

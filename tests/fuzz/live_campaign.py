@@ -8,7 +8,6 @@ baseline, runs the cases while sampling RSS, waits for the spool to settle and c
 
 import asyncio
 import collections
-import json
 import resource
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fuzz import live_checks, network, streams
+from tests.helpers import log_entries
 
 # Rounds of 8 clean sessions at most before the baseline: each round misses a given receiver
 # with a chance of 1 in 2**7 or so, when two share the port.
@@ -92,15 +92,11 @@ class Report:
 
 def _receivers_that_stored(log_text: str) -> set[int]:
     """Pids of the receivers that logged an association released after storing objects."""
-    stored = set()
-    for line in log_text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "association.released" and entry.get("objects"):
-            stored.add(entry["pid"])
-    return stored
+    return {
+        entry["pid"]
+        for entry in log_entries(log_text)
+        if entry.get("event") == "association.released" and entry.get("objects")
+    }
 
 
 def _raise_file_limit() -> None:

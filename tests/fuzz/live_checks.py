@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacs_ingest.shared.part10 import FileMetaError, read_file_meta
-from tests.helpers import started_processes, waiting_objects
+from tests.helpers import log_entries, started_processes, waiting_objects
 
 
 def receiver_pids(log_text: str) -> list[int]:
@@ -76,16 +76,12 @@ def broken_log_lines(*logs: Path) -> list[str]:
 
 def unhandled_errors(*logs: Path) -> list[str]:
     """Events of an exception nothing handled: a traceback asyncio (or logging) caught."""
-    found = []
-    for path in logs:
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and "exc" in entry:
-                found.append(str(entry.get("event", ""))[:200])
-    return found
+    return [
+        str(entry.get("event", ""))[:200]
+        for path in logs
+        for entry in log_entries(path.read_text(errors="replace"))
+        if "exc" in entry
+    ]
 
 
 def stored_uids(*folders: Path) -> set[str]:
