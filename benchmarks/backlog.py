@@ -110,12 +110,15 @@ def _report(**figure: object) -> None:
     print(json.dumps(figure), flush=True)
 
 
-def drain_rate(redis_url: str, connection: Redis, lane: str, workers: int, seconds: float) -> float:
-    """Objects per second that `workers` worker processes take off the lane in `seconds`."""
+def drain_rate(
+    redis_url: str, connection: Redis, lane: str, workers: int, seconds: float, allowed: Path
+) -> float:
+    """Objects per second that `workers` worker processes, allowed to file in `allowed` (the
+    folder holding spool and archive), take off the lane in `seconds`."""
     before = connection.llen(names_key(lane))
     process = subprocess.Popen(
         [sys.executable, "-m", "pacs_ingest", "work", "--redis-url", redis_url,
-         "--processes", str(workers), "--log-level", "warning"],
+         "--processes", str(workers), "--log-level", "warning", "--allow-directory", str(allowed)],
         cwd=_ROOT,
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> None:
             distinct=len(set(refs)),
         )
         for workers in args.workers:
-            rate = drain_rate(server.url, connection, lane, workers, args.drain_seconds)
+            rate = drain_rate(server.url, connection, lane, workers, args.drain_seconds, base)
             _report(drain_workers=workers, objects_per_s=round(rate, 1))
     finally:
         server.stop()

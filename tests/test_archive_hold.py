@@ -8,7 +8,7 @@ from redis import Redis
 
 from benchmarks.backlog import build_backlog
 from pacs_ingest.shared.filing import Filing
-from pacs_ingest.shared.keys import drain_pending_key, hold_key
+from pacs_ingest.shared.keys import drain_key, hold_key
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool
@@ -49,11 +49,11 @@ def test_recovery_asks_for_no_drain_during_a_hold_and_for_one_after_it(
     hold(connection, str(spool), "No space left on device")
     result = sweep(spool, rq_queue, now=time.time(), holder="test")
     assert result is not None and result.requeued == 100
-    connection.delete(drain_pending_key(lane))  # the push's drain ran, met the hold, returned
+    connection.delete(drain_key(lane))  # the push's drain ran, met the hold, returned
     rq_queue.empty()
     assert sweep(spool, rq_queue, now=time.time(), holder="test") is not None
     assert rq_queue.count == 0  # the objects wait, queued, in ready/
     wait_until(lambda: not on_hold(connection, str(spool)), FIRST_HOLD_S + 2, "the hold's end")
     sweep(spool, rq_queue, now=time.time(), holder="test")
     assert rq_queue.count == 1
-    assert connection.exists(drain_pending_key(lane))
+    assert connection.exists(drain_key(lane))

@@ -16,7 +16,7 @@ from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.keys import (
     claimers_key,
     claims_key,
-    drain_pending_key,
+    drain_key,
     names_key,
     sweep_lock_key,
     worker_lease_key,
@@ -182,7 +182,7 @@ def test_a_pass_replaces_a_drain_lost_with_its_worker(tmp_path: Path, redis_url:
     rq_queue = ingest_queue(connection)
     _pass(spool, connection)
     rq_queue.empty()  # the drain job went with the worker that took it...
-    connection.set(drain_pending_key(lane), "lost-job-id")  # ...and its mark stayed
+    connection.set(drain_key(lane), "lost-job-id")  # ...and its mark stayed
     _pass(spool, connection)
     assert rq_queue.count == 1
-    assert connection.get(drain_pending_key(lane)) == rq_queue.job_ids[0].encode()
+    assert connection.get(drain_key(lane)) == rq_queue.job_ids[0].encode()

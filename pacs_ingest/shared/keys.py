@@ -61,10 +61,16 @@ def names_key(lane: str) -> str:
     return f"{_LANE}:{lane}:names"
 
 
-def drain_pending_key(lane: str) -> str:
-    """The id of the drain job of `lane` waiting in rq's queue (the drain deletes it as it
-    starts); expires, so a drain lost with its worker is replaced."""
-    return f"{_LANE}:{lane}:drain-pending"
+def drain_key(lane: str) -> str:
+    """The mark of the drain of `lane`: its job's id while the job waits in rq's queue, then
+    "running:" and its worker's name (see shared.lane); expires, so a lost drain is replaced."""
+    return f"{_LANE}:{lane}:drain"
+
+
+def drain_helper_key(lane: str) -> str:
+    """The id of a helper drain job of `lane` waiting in rq's queue (the helper deletes it as it
+    starts); expires, so a helper lost with its worker does not block the next one."""
+    return f"{_LANE}:{lane}:drain-helper"
 
 
 def verified_key(lane: str) -> str:

@@ -1,14 +1,16 @@
 """The drain job: file the waiting objects of one lane, a claimed batch at a time.
 
 rq spends some twenty Redis round trips on each job it runs whatever the job does, so a job per
-object (or per group commit) cannot keep up; one drain job files many batches. At most one drain
-per lane waits in rq's queue: a drain that starts while objects remain asks for the next one, so
-every idle worker joins in on a long backlog, and a receiver pushing into a lane with a drain
-pending enqueues nothing. A drain whose lane runs empty waits up to LINGER_S for more before it
-returns, so a steady stream costs rq's round trips once per burst rather than once per push; and
-under light load it claims at most every GATHER_S, so that batches (and what each costs: a few
-round trips and one fsync per folder) are shared by more objects. A drain returns to rq after
-DRAIN_BUDGET_S, so workers still notice stop requests and rq's registries still show what runs.
+object (or per group commit) cannot keep up; one drain files many batches. A lane has one drain
+at a time (shared.lane: its mark says whether it waits or runs), so its batches stay whole; a
+drain that finds more than HELP_BACKLOG refs waiting after a full batch (it looks at most every
+HELP_CHECK_S) asks for a helper, which files full batches only, so every idle worker joins in on a long backlog and leaves once it is
+short. A drain whose lane runs empty waits up to LINGER_S for more before it returns, so a
+steady stream costs rq's round trips once per burst rather than once per push; and under light
+load it claims at most every GATHER_S, so that batches (and what each costs: a few round trips
+and one fsync per folder) are shared by more objects. A drain returns to rq after
+DRAIN_BUDGET_S, so workers still notice stop requests and rq's registries still show what runs;
+if objects remain, it enqueues the next drain of the lane as it goes.
 
 Each settled batch leaves the spool's counts (shared.spool_counts) and the filing metrics
 (workers.filing_metrics) in one round trip.
@@ -33,8 +35,14 @@ from rq.job import Job
 from pacs_ingest.shared import log
 from pacs_ingest.shared.filing import Filing
 from pacs_ingest.shared.jobs import DrainJob
-from pacs_ingest.shared.keys import drain_pending_key, hold_key, names_key
-from pacs_ingest.shared.lane import ensure_drain, lane_filing
+from pacs_ingest.shared.keys import hold_key, names_key
+from pacs_ingest.shared.lane import (
+    ask_for_helper,
+    end_drain,
+    ensure_drain,
+    lane_filing,
+    start_drain,
+)
 from pacs_ingest.shared.queue import ingest_queue
 from pacs_ingest.shared.spool import Spool
 from pacs_ingest.shared.spool_counts import count_leaving
@@ -53,6 +61,11 @@ LINGER_S = 0.5
 # Under light load, the least time between two claims of a drain: objects wait this much longer
 # to be filed, and a batch holds the objects of several pushes.
 GATHER_S = 0.05
+# Refs left waiting after a full batch beyond which a drain asks for a helper: one drain would
+# take four batches' time to catch up.
+HELP_BACKLOG = 4 * BATCH
+# The least time between two looks at the backlog (a round trip each) by one drain.
+HELP_CHECK_S = 0.5
 # A ref as receivers and reprocess push it: a time bucket, then a spool name (shared.spool).
 _REF = re.compile(r"[0-9]{1,20}/[0-9a-f]{32}")
 
@@ -162,35 +175,58 @@ def _count(batch: _Batch, done: list[Filed], *, claims_done: bool = False) -> No
 
 
 def drain(rq_job: Job, job: DrainJob) -> int:
-    """Claim and file batches of `job.lane` until it is empty or DRAIN_BUDGET_S has passed; how
-    many objects were handled."""
+    """Claim and file batches of `job.lane` until it is empty (for a helper: until a batch is
+    not full) or DRAIN_BUDGET_S has passed; how many objects were handled."""
+    connection = rq_job.connection
+    worker = rq_job.worker_name or rq_job.id
+    lane_drain = start_drain(connection, job.lane, rq_job.id, worker)
+    try:
+        handled, more = _drain_batches(rq_job, job, worker, lane_drain=lane_drain)
+    finally:
+        if lane_drain:
+            end_drain(connection, job.lane, worker)
+    # Pushes made while this drain ran enqueued nothing: if they left refs, the next drain.
+    if more and connection.llen(names_key(job.lane)):
+        ensure_drain(ingest_queue(connection, rq_job.origin), job)
+    return handled
+
+
+def _drain_batches(
+    rq_job: Job, job: DrainJob, worker: str, *, lane_drain: bool
+) -> tuple[int, bool]:
+    """The batches of one drain: how many objects were handled, and False if the spool went on
+    hold (recovery asks for a drain once the hold is over)."""
     connection = rq_job.connection
     rq_queue = ingest_queue(connection, rq_job.origin)
-    connection.delete(drain_pending_key(job.lane))
     spool = Spool(job.spool, policy.current().modes)
     filing = _filing(job.spool, job.lane)
-    claims = Claims(connection, job.lane, rq_job.worker_name or rq_job.id, hold=hold_key(job.spool))
+    claims = Claims(connection, job.lane, worker, hold=hold_key(job.spool))
     deadline = time.monotonic() + DRAIN_BUDGET_S
     handled = 0
+    next_look = 0.0  # time.monotonic() from which the backlog may be looked at again
     while True:
         claimed_at = time.monotonic()
-        refs = claims.take(BATCH, wait_s=min(LINGER_S, deadline - claimed_at))
-        if not refs:  # None: on hold; recovery asks for a drain once the hold is over
-            return handled
-        if handled == 0 and len(refs) == BATCH:
-            ensure_drain(rq_queue, job)  # more waiting: let another idle worker join in
+        linger = min(LINGER_S, deadline - claimed_at) if lane_drain else 0.0
+        refs = claims.take(BATCH, wait_s=linger)
+        if refs is None:
+            return handled, False
+        if not refs:
+            return handled, True
+        if len(refs) == BATCH and claimed_at >= next_look:
+            next_look = claimed_at + HELP_CHECK_S
+            if connection.llen(names_key(job.lane)) > HELP_BACKLOG:
+                ask_for_helper(rq_queue, job)
         if not _file_batch(spool, job.lane, filing, refs, claims):
-            return handled
+            return handled, False
         handled += len(refs)
+        if len(refs) < BATCH and not lane_drain:
+            return handled, True  # the lane's drain keeps up with a backlog this short
         now = time.monotonic()
         if now > deadline:
-            break
+            log.event("drain.returned", lane=job.lane, handled=handled)
+            return handled, True
         if len(refs) < BATCH and now - claimed_at < GATHER_S:
             time.sleep(GATHER_S - (now - claimed_at))
-    if connection.llen(names_key(job.lane)):
-        ensure_drain(rq_queue, job)
-    log.event("drain.returned", lane=job.lane, handled=handled)
-    return handled
 
 
 def drain_job(payload: dict) -> None:
