@@ -4,13 +4,13 @@ rq spends some twenty Redis round trips on each job it runs whatever the job doe
 object (or per group commit) cannot keep up; one drain files many batches. A lane has one drain
 at a time (shared.lane: its mark says whether it waits or runs), so its batches stay whole; a
 drain that finds more than HELP_BACKLOG refs waiting after a full batch (it looks at most every
-HELP_CHECK_S) asks for a helper, which files full batches only, so every idle worker joins in on a long backlog and leaves once it is
-short. A drain whose lane runs empty waits up to LINGER_S for more before it returns, so a
-steady stream costs rq's round trips once per burst rather than once per push; and under light
-load it claims at most every GATHER_S, so that batches (and what each costs: a few round trips
-and one fsync per folder) are shared by more objects. A drain returns to rq after
-DRAIN_BUDGET_S, so workers still notice stop requests and rq's registries still show what runs;
-if objects remain, it enqueues the next drain of the lane as it goes.
+HELP_CHECK_S) asks for a helper, which files full batches only, so every idle worker joins in on
+a long backlog and leaves once it is short. A drain whose lane runs empty waits up to LINGER_S
+for more before it returns, so a steady stream costs rq's round trips once per burst rather
+than once per push; and under light load it claims at most every GATHER_S, so that batches (and
+what each costs: a few round trips and one fsync per folder) are shared by more objects. A drain
+returns to rq after DRAIN_BUDGET_S, so workers still notice stop requests and rq's registries
+still show what runs; if objects remain, it enqueues the next drain of the lane as it goes.
 
 Each settled batch leaves the spool's counts (shared.spool_counts) and the filing metrics
 (workers.filing_metrics) in one round trip.
