@@ -37,16 +37,20 @@ def _uid(path: Path) -> str:
         return part10.read_file_meta(fp).media_storage_sop_instance_uid
 
 
+def _filed(log_path: Path) -> list[dict]:
+    """The ingest.filed entries of one host's log, in order."""
+    entries = log_entries(log_path.read_text(errors="replace"))
+    return [entry for entry in entries if entry.get("event") == "ingest.filed"]
+
+
 def _filed_by(log_path: Path) -> int:
-    lines = log_path.read_text(errors="replace").splitlines()
-    return sum(1 for line in lines if line.startswith("{") and '"ingest.filed"' in line)
+    return len(_filed(log_path))
 
 
 def _last_filed_at(log_path: Path) -> str:
     """The timestamp of the last object this host's log says it filed ("" if none)."""
-    filed = [entry["ts"] for entry in log_entries(log_path.read_text(errors="replace"))
-             if entry.get("event") == "ingest.filed"]  # fmt: skip
-    return filed[-1] if filed else ""
+    filed = _filed(log_path)
+    return filed[-1]["ts"] if filed else ""
 
 
 def _pacs_ingest(*args: str) -> list[str]:

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rq import get_current_job
+from rq import Queue, get_current_job
 from rq.job import Job
 
 from pacs_ingest.shared import log
@@ -178,26 +178,26 @@ def drain(rq_job: Job, job: DrainJob) -> int:
     """Claim and file batches of `job.lane` until it is empty (for a helper: until a batch is
     not full) or DRAIN_BUDGET_S has passed; how many objects were handled."""
     connection = rq_job.connection
+    rq_queue = ingest_queue(connection, rq_job.origin)
     worker = rq_job.worker_name or rq_job.id
     lane_drain = start_drain(connection, job.lane, rq_job.id, worker)
     try:
-        handled, more = _drain_batches(rq_job, job, worker, lane_drain=lane_drain)
+        handled, more = _drain_batches(rq_queue, job, worker, lane_drain=lane_drain)
     finally:
         if lane_drain:
             end_drain(connection, job.lane, worker)
     # Pushes made while this drain ran enqueued nothing: if they left refs, the next drain.
     if more and connection.llen(names_key(job.lane)):
-        ensure_drain(ingest_queue(connection, rq_job.origin), job)
+        ensure_drain(rq_queue, job)
     return handled
 
 
 def _drain_batches(
-    rq_job: Job, job: DrainJob, worker: str, *, lane_drain: bool
+    rq_queue: Queue, job: DrainJob, worker: str, *, lane_drain: bool
 ) -> tuple[int, bool]:
     """The batches of one drain: how many objects were handled, and False if the spool went on
     hold (recovery asks for a drain once the hold is over)."""
-    connection = rq_job.connection
-    rq_queue = ingest_queue(connection, rq_job.origin)
+    connection = rq_queue.connection
     spool = Spool(job.spool, policy.current().modes)
     filing = _filing(job.spool, job.lane)
     claims = Claims(connection, job.lane, worker, hold=hold_key(job.spool))
