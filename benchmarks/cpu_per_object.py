@@ -123,7 +123,9 @@ def _worker(count: int, work: Path, corpus: Path) -> None:
                 connection.rpush(names_key(lane), *refs[start : start + BATCH])
                 claimed = claims.take(BATCH)
                 assert claimed, "the batch just pushed could not be claimed"
-                assert drain._file_batch(spool, lane, filing, claimed, claims)
+                batch = drain._Batch(spool, claims)
+                assert drain._file_batch(batch, lane, filing, claimed)
+                assert drain._settle(batch)
 
         _measured(count, file_all)
         sys.stderr = sys.__stderr__

@@ -7,10 +7,14 @@ drain that finds more than HELP_BACKLOG refs waiting after a full batch (it look
 HELP_CHECK_S) asks for a helper, which files full batches only, so every idle worker joins in on
 a long backlog and leaves once it is short. A drain whose lane runs empty waits up to LINGER_S
 for more before it returns, so a steady stream costs rq's round trips once per burst rather
-than once per push; and under light load it claims at most every GATHER_S, so that batches (and
-what each costs: a few round trips and one fsync per folder) are shared by more objects. A drain
-returns to rq after DRAIN_BUDGET_S, so workers still notice stop requests and rq's registries
-still show what runs; if objects remain, it enqueues the next drain of the lane as it goes.
+than once per push; and under light load it claims at most every GATHER_S, so that claims hold
+more objects. What it files is settled (each folder that gained an entry fsynced once, then the
+spool copies removed, the objects counted and the claims ended in one round trip) for several
+claims together, up to SETTLE_S or SETTLE_MAX objects: many senders at once interleave their
+series, so objects of one folder arrive in many claims, and an fsync per folder per claim would
+cost nearly one per object. A drain returns to rq after DRAIN_BUDGET_S, so workers still
+notice stop requests and rq's registries still show what runs; if objects remain, it enqueues
+the next drain of the lane as it goes.
 
 Each settled batch leaves the spool's counts (shared.spool_counts) and the filing metrics
 (workers.filing_metrics) in one round trip.
@@ -26,7 +30,6 @@ nothing it names is touched.
 import random
 import re
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 
 from rq import Queue, get_current_job
@@ -59,8 +62,13 @@ DRAIN_BUDGET_S = 10.0
 # that another lane's drain waiting in rq's queue for this worker is not held up.
 LINGER_S = 0.5
 # Under light load, the least time between two claims of a drain: objects wait this much longer
-# to be filed, and a batch holds the objects of several pushes.
+# to be filed, and a claim holds the objects of several pushes.
 GATHER_S = 0.05
+# A batch stays open across claims for this long, or this many objects, at most: its spool
+# copies, counts and claims wait that much longer, and each folder it filed into is fsynced once
+# for all of them (objects of one series arrive in many claims when many senders interleave).
+SETTLE_S = 0.5
+SETTLE_MAX = 8 * BATCH
 # Refs left waiting after a full batch beyond which a drain asks for a helper: one drain would
 # take four batches' time to catch up.
 HELP_BACKLOG = 4 * BATCH
@@ -84,69 +92,83 @@ def _plain_refs(lane: str, refs: list[str]) -> list[str]:
     return plain
 
 
-@dataclass(frozen=True, slots=True)
 class _Batch:
-    """What filing one claimed batch works with."""
+    """The objects a drain has filed and not yet settled: claimed, linked into the archive, their
+    spool copies and counts still to be dealt with once the folders they went into are fsynced.
 
-    spool: Spool
-    claims: Claims
-    attempts: Attempts
-    settlement: Settlement
+    A batch stays open across several claims (up to SETTLE_S and SETTLE_MAX objects): objects of
+    one folder often arrive in different claims (many senders at once, each in its own series),
+    and each folder is fsynced once per settlement, not once per claim."""
+
+    def __init__(self, spool: Spool, claims: Claims) -> None:
+        worker = policy.current()
+        self.spool = spool
+        self.claims = claims
+        self.attempts = Attempts(claims.connection, spool, worker.max_attempts)
+        self.settlement = Settlement(worker.modes)
+        self.opened_at = time.monotonic()
+        self.refs: list[str] = []  # handled (filed, quarantined, gone); settled together
+        self.done: list[Filed] = []  # their outcomes
+        self.retry: list[str] = []  # to give back once the batch is settled
+
+    def due(self) -> bool:
+        """Whether the batch should be settled now rather than grow."""
+        return (
+            len(self.refs) + len(self.retry) >= SETTLE_MAX
+            or time.monotonic() - self.opened_at >= SETTLE_S
+        )
 
 
-def _file_batch(spool: Spool, lane: str, filing: Filing, refs: list[str], claims: Claims) -> bool:
-    """File one claimed batch, made durable together (one fsync per changed folder), each
-    object a counted attempt; False if the storage failed (the unfinished refs given back, the
+def _file_batch(batch: _Batch, lane: str, filing: Filing, refs: list[str]) -> bool:
+    """File the claimed `refs` into the open `batch`, each object a counted attempt; False if
+    the storage failed (the batch settled as far as it got, the unfinished refs given back, the
     spool held)."""
-    worker = policy.current()
     rng = random.Random()
-    batch = _Batch(
-        spool,
-        claims,
-        Attempts(claims.connection, spool, worker.max_attempts),
-        Settlement(worker.modes),
-    )
-    done: list[Filed] = []
-    retry: list[str] = []
     refs = _plain_refs(lane, refs)
     for index, ref in enumerate(refs):
         try:
             filed = file_counted(
-                spool, f"{lane}/{ref}", filing, rng, batch.attempts, batch.settlement
+                batch.spool, f"{lane}/{ref}", filing, rng, batch.attempts, batch.settlement
             )
         except StorageUnavailable as exc:
-            _settle_or_give_back(batch, refs[:index], done)
-            claims.give_back([*refs[index:], *retry])
-            hold(claims.connection, str(spool), str(exc))
+            _settle_or_give_back(batch)
+            batch.claims.give_back([*refs[index:], *batch.retry])
+            hold(batch.claims.connection, str(batch.spool), str(exc))
             return False
         except BaseException:
             # Unfinished refs go back, the failing one last, so the lane carries on; rq records
             # the failure in its registry.
-            _settle_or_give_back(batch, refs[:index], done)
-            claims.give_back([*refs[index + 1 :], *retry, ref])
+            _settle_or_give_back(batch)
+            batch.claims.give_back([*refs[index + 1 :], *batch.retry, ref])
             raise
         if filed.outcome == "retry":
-            retry.append(ref)
+            batch.retry.append(ref)
         else:
-            done.append(filed)
-    # Without refs to give back, the claims end in the round trip that counts the batch.
-    if not _settle_or_give_back(batch, refs, done, claims_done=not retry):
-        return False
-    if retry:
-        claims.give_back(retry)
+            batch.refs.append(ref)
+            batch.done.append(filed)
     return True
 
 
-def _settle_or_give_back(
-    batch: _Batch, refs: list[str], done: list[Filed], *, claims_done: bool = False
-) -> bool:
-    """Make the placements of `refs` (`done`, their outcomes) durable and count them (and, if
-    `claims_done`, end the claims); if the archive cannot, give them all back (their spool
-    copies are still there) and hold the spool."""
+def _settle(batch: _Batch) -> bool:
+    """Settle the open `batch`: make its placements durable, count them, end its claims and
+    give back the objects to try again; False if the archive could not be made durable."""
+    # Without refs to give back, the claims end in the round trip that counts the batch.
+    if not _settle_or_give_back(batch, claims_done=not batch.retry):
+        return False
+    if batch.retry:
+        batch.claims.give_back(batch.retry)
+    return True
+
+
+def _settle_or_give_back(batch: _Batch, *, claims_done: bool = False) -> bool:
+    """Make the placements of the batch durable and count them (and, if `claims_done`, end the
+    claims); if the archive cannot, give its refs all back (their spool copies are still there)
+    and hold the spool."""
+    done = batch.done
     try:
         batch.settlement.finish()
     except OSError as exc:
-        batch.claims.give_back(refs)
+        batch.claims.give_back(batch.refs)
         batch.attempts.take_back_all([f.name for f in done if f.target is not None])
         hold(batch.claims.connection, str(batch.spool), f"archive: {exc.strerror or exc}")
         # Only the quarantined left ready/ (failed/ is fsynced as each goes there).
@@ -204,29 +226,59 @@ def _drain_batches(
     deadline = time.monotonic() + DRAIN_BUDGET_S
     handled = 0
     next_look = 0.0  # time.monotonic() from which the backlog may be looked at again
+    batch: _Batch | None = None  # filed, not yet settled
     while True:
         claimed_at = time.monotonic()
-        linger = min(LINGER_S, deadline - claimed_at) if lane_drain else 0.0
+        # An open batch waits for nothing: a lane found empty settles it first.
+        linger = min(LINGER_S, deadline - claimed_at) if lane_drain and batch is None else 0.0
         refs = claims.take(BATCH, wait_s=linger)
-        if refs is None:
-            return handled, False
-        if not refs:
-            return handled, True
-        if len(refs) == BATCH and claimed_at >= next_look:
-            next_look = claimed_at + HELP_CHECK_S
-            if connection.llen(names_key(job.lane)) > HELP_BACKLOG:
-                ask_for_helper(rq_queue, job)
-        if not _file_batch(spool, job.lane, filing, refs, claims):
+        if not refs:  # None: the spool is on hold; empty: so is the lane
+            if not _settle_open(batch):
+                return handled, False
+            if refs is None or batch is None or not lane_drain:
+                return handled, refs is not None
+            batch = None
+            continue  # the lane's drain lingers for more, as it would have
+        next_look = _look_at_backlog(rq_queue, job, len(refs), claimed_at, next_look)
+        batch = batch or _Batch(spool, claims)
+        if not _file_batch(batch, job.lane, filing, refs):
             return handled, False
         handled += len(refs)
-        if len(refs) < BATCH and not lane_drain:
-            return handled, True  # the lane's drain keeps up with a backlog this short
         now = time.monotonic()
-        if now > deadline:
-            log.event("drain.returned", lane=job.lane, handled=handled)
+        # A helper's claim not full: the lane's drain keeps up with a backlog this short.
+        leaving = (len(refs) < BATCH and not lane_drain) or now > deadline
+        if leaving or batch.due():
+            batch, settled = None, _settle(batch)
+            if not settled:
+                return handled, False
+        if leaving:
+            if now > deadline:
+                log.event("drain.returned", lane=job.lane, handled=handled)
             return handled, True
-        if len(refs) < BATCH and now - claimed_at < GATHER_S:
-            time.sleep(GATHER_S - (now - claimed_at))
+        _gather(len(refs), claimed_at)
+
+
+def _settle_open(batch: _Batch | None) -> bool:
+    return batch is None or _settle(batch)
+
+
+def _look_at_backlog(
+    rq_queue: Queue, job: DrainJob, claimed: int, claimed_at: float, next_look: float
+) -> float:
+    """After a full claim, at most every HELP_CHECK_S, ask for a helper if the drain is behind;
+    when the backlog may be looked at next."""
+    if claimed < BATCH or claimed_at < next_look:
+        return next_look
+    if rq_queue.connection.llen(names_key(job.lane)) > HELP_BACKLOG:
+        ask_for_helper(rq_queue, job)
+    return claimed_at + HELP_CHECK_S
+
+
+def _gather(claimed: int, claimed_at: float) -> None:
+    """Under light load (a claim not full), let GATHER_S pass between claims."""
+    elapsed = time.monotonic() - claimed_at
+    if claimed < BATCH and elapsed < GATHER_S:
+        time.sleep(GATHER_S - elapsed)
 
 
 def drain_job(payload: dict) -> None:
