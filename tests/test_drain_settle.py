@@ -17,8 +17,9 @@ from pacs_ingest.shared.jobs import DrainJob
 from pacs_ingest.shared.keys import names_key
 from pacs_ingest.shared.lane import open_lane
 from pacs_ingest.shared.modes import DEFAULT_MODES
-from pacs_ingest.shared.spool import READY_SUFFIX, Spool, new_name
+from pacs_ingest.shared.spool import Spool, new_name
 from pacs_ingest.workers import drain, place, policy
+from tests.helpers import all_filed
 
 SERIES = 8
 PER_SERIES = 16  # 128 objects: two full claims of drain.BATCH
@@ -45,11 +46,11 @@ def _spool_interleaved(tmp_path: Path, connection: Redis) -> tuple[Spool, str, P
     return spool, lane, archive
 
 
-def _drain_counting_fsyncs(
+def _series_fsyncs(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Counter[Path], Spool, Path]:
+) -> Counter[Path]:
     """Drain the interleaved lane as a helper does (until a claim is not full); how many times
-    each folder was fsynced."""
+    each series folder was fsynced."""
     connection = Redis.from_url(redis_url)
     spool, lane, archive = _spool_interleaved(tmp_path, connection)
     monkeypatch.setattr(
@@ -70,22 +71,20 @@ def _drain_counting_fsyncs(
         lane_drain=False,
     )
     assert (handled, more) == (SERIES * PER_SERIES, True)
-    filed = sorted(archive.rglob("*.dcm"))
-    assert len(filed) == SERIES * PER_SERIES
-    waiting = [path for path in (spool.ready / lane).rglob(f"*{READY_SUFFIX}") if path.is_file()]
-    assert waiting == [], "every spool copy is removed once its batch is settled"
-    return fsyncs, spool, archive
+    # Every object filed, and every spool copy removed once its batch was settled.
+    assert all_filed(archive, spool.root, SERIES * PER_SERIES)
+    series = Counter({path: count for path, count in fsyncs.items() if path.parent == archive})
+    assert len(series) == SERIES
+    return series
 
 
 def test_the_claims_of_a_drain_share_one_fsync_per_folder(
     tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(drain, "SETTLE_S", 60.0)  # only the size bound, or an empty lane, settles
-    fsyncs, _, archive = _drain_counting_fsyncs(tmp_path, redis_url, monkeypatch)
-    series_folders = {path for path in fsyncs if path.parent == archive}
-    assert len(series_folders) == SERIES
+    fsyncs = _series_fsyncs(tmp_path, redis_url, monkeypatch)
     # Both claims of 64 touched all eight folders; settled together, each was fsynced once.
-    assert all(fsyncs[folder] == 1 for folder in series_folders), fsyncs
+    assert set(fsyncs.values()) == {1}, fsyncs
 
 
 def test_a_batch_is_settled_once_it_holds_settle_max_objects(
@@ -93,7 +92,5 @@ def test_a_batch_is_settled_once_it_holds_settle_max_objects(
 ) -> None:
     monkeypatch.setattr(drain, "SETTLE_S", 60.0)
     monkeypatch.setattr(drain, "SETTLE_MAX", drain.BATCH)
-    fsyncs, _, archive = _drain_counting_fsyncs(tmp_path, redis_url, monkeypatch)
-    series_folders = {path for path in fsyncs if path.parent == archive}
-    assert len(series_folders) == SERIES
-    assert all(fsyncs[folder] == 2 for folder in series_folders), fsyncs
+    fsyncs = _series_fsyncs(tmp_path, redis_url, monkeypatch)
+    assert set(fsyncs.values()) == {2}, fsyncs
